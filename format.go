@@ -1,0 +1,132 @@
+package wal
+
+import (
+	"encoding/binary"
+
+	"github.com/cespare/xxhash/v2"
+)
+
+// On-media layout constants. FORMAT.md describes every byte.
+const (
+	segMagic       = "PMWALSEG" // bytes 0..7 of every segment file
+	formatVersion  = 1          // bytes 8..11
+	segHeaderSize  = 128        // records start here
+	activationOff  = 64         // firstIndex and its check live at 64..79
+	recHeaderSize  = 32         // checksum, index, length, batchLeft, batchPos, flags
+	recAlign       = 8          // every record starts on an 8-byte boundary
+	minSegmentSize = 1 << 20
+	maxSegmentSize = 1<<32 - 4096 // offsets and lengths are uint32
+	segAlign       = 4096
+
+	defaultSegmentSize   = 64 << 20
+	defaultInFlightBound = 1 << 20
+)
+
+var le = binary.LittleEndian
+
+// recSize is the number of bytes a record with an n-byte payload occupies.
+func recSize(n int) int {
+	return recHeaderSize + (n+recAlign-1)&^(recAlign-1)
+}
+
+// recHeader is a decoded record header.
+type recHeader struct {
+	sum       uint64
+	index     uint64
+	length    uint32
+	batchLeft uint32 // records after this one in its batch
+	batchPos  uint32 // bytes from the batch's first record to this one
+	flags     uint32 // reserved, zero
+}
+
+func readRecHeader(b []byte) recHeader {
+	_ = b[recHeaderSize-1]
+	return recHeader{
+		sum:       le.Uint64(b[0:]),
+		index:     le.Uint64(b[8:]),
+		length:    le.Uint32(b[16:]),
+		batchLeft: le.Uint32(b[20:]),
+		batchPos:  le.Uint32(b[24:]),
+		flags:     le.Uint32(b[28:]),
+	}
+}
+
+// putRecord encodes one record into dst, which must be recSize(len(data))
+// bytes long. The checksum covers bytes 8 .. 32+len(data) (header after the
+// checksum field, then the payload) and is XORed with the segment's salt,
+// so a record written under another salt never verifies.
+func putRecord(dst []byte, salt, index uint64, data []byte, batchLeft, batchPos uint32) {
+	_ = dst[recHeaderSize-1]
+	le.PutUint64(dst[8:], index)
+	le.PutUint32(dst[16:], uint32(len(data)))
+	le.PutUint32(dst[20:], batchLeft)
+	le.PutUint32(dst[24:], batchPos)
+	le.PutUint32(dst[28:], 0)
+	n := copy(dst[recHeaderSize:], data)
+	end := recHeaderSize + n
+	for i := end; i < len(dst); i++ { // padding up to the 8-byte boundary
+		dst[i] = 0
+	}
+	le.PutUint64(dst[0:], xxhash.Sum64(dst[8:end])^salt)
+}
+
+// segHeader is the decoded first cache line of a segment file.
+type segHeader struct {
+	version uint32
+	size    uint64 // whole file size
+	seq     uint64 // sequence number, also the file name
+	salt    uint64 // random per segment, never zero
+	bound   uint64 // in-flight bound the writer kept (bytes)
+}
+
+func encodeSegHeader(b []byte, h segHeader) {
+	_ = b[activationOff-1]
+	copy(b[0:8], segMagic)
+	le.PutUint32(b[8:], h.version)
+	le.PutUint32(b[12:], 0)
+	le.PutUint64(b[16:], h.size)
+	le.PutUint64(b[24:], h.seq)
+	le.PutUint64(b[32:], h.salt)
+	le.PutUint64(b[40:], h.bound)
+	le.PutUint64(b[48:], 0)
+	le.PutUint64(b[56:], xxhash.Sum64(b[0:56]))
+}
+
+// decodeSegHeader returns the header and a reason when it is not valid.
+func decodeSegHeader(b []byte) (segHeader, string) {
+	if len(b) < segHeaderSize {
+		return segHeader{}, "file shorter than a segment header"
+	}
+	if string(b[0:8]) != segMagic {
+		return segHeader{}, "bad magic"
+	}
+	if xxhash.Sum64(b[0:56]) != le.Uint64(b[56:]) {
+		return segHeader{}, "segment header checksum mismatch"
+	}
+	h := segHeader{
+		version: le.Uint32(b[8:]),
+		size:    le.Uint64(b[16:]),
+		seq:     le.Uint64(b[24:]),
+		salt:    le.Uint64(b[32:]),
+		bound:   le.Uint64(b[40:]),
+	}
+	if h.version != formatVersion {
+		return h, "unsupported format version"
+	}
+	if h.size < minSegmentSize || h.size > maxSegmentSize || h.size%segAlign != 0 {
+		return h, "segment size out of range"
+	}
+	if h.salt == 0 || h.bound < recHeaderSize || le.Uint32(b[12:]) != 0 || le.Uint64(b[48:]) != 0 {
+		return h, "invalid header field"
+	}
+	return h, ""
+}
+
+// activationCheck protects the activation block (firstIndex) against a torn
+// write: the block is valid only when both words agree.
+func activationCheck(salt, first uint64) uint64 {
+	var b [16]byte
+	le.PutUint64(b[0:], salt)
+	le.PutUint64(b[8:], first)
+	return xxhash.Sum64(b[:]) | 1 // never zero: an all-zero block is never valid
+}

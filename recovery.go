@@ -1,0 +1,413 @@
+package wal
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/cespare/xxhash/v2"
+)
+
+// recover rebuilds the log's state from the directory (Open, before the Log
+// is shared). The repair paths are kept here, out of the read and append
+// paths.
+func (l *Log) recover() error {
+	entries, err := os.ReadDir(l.dir)
+	if err != nil {
+		return fmt.Errorf("wal: read directory: %w", err)
+	}
+	var seqs []uint64
+	for _, e := range entries {
+		name := e.Name()
+		if strings.HasSuffix(name, tmpSuffix) {
+			if _, ok := parseSegName(strings.TrimSuffix(name, tmpSuffix) + segSuffix); ok {
+				// An interrupted segment preparation: it never held a record.
+				if err := os.Remove(filepath.Join(l.dir, name)); err != nil {
+					return fmt.Errorf("wal: remove %s: %w", name, err)
+				}
+				l.note("removed an unfinished segment preparation", "file", name)
+				continue
+			}
+		}
+		if seq, ok := parseSegName(name); ok && e.Type().IsRegular() {
+			seqs = append(seqs, seq)
+		}
+	}
+	sort.Slice(seqs, func(i, j int) bool { return seqs[i] < seqs[j] })
+
+	want := l.opts.Persist
+	var segs []*segment // activated, in order
+	var spare *segment
+	cutAt := -1 // index in seqs of the first file that must go
+	var cutErr error
+	for i, seq := range seqs {
+		path := l.segPath(seq)
+		if i > 0 && seq != seqs[i-1]+1 {
+			cutAt, cutErr = i, fmt.Errorf("%w: segment %d missing before %s", ErrCorrupt, seqs[i-1]+1, path)
+			break
+		}
+		s, err := openSegment(path, seq, want)
+		if err != nil && !errors.Is(err, errBadHeader) {
+			closeAll(segs, spare)
+			return err
+		}
+		if err == nil && want == PersistAuto {
+			want = s.mode
+		}
+		unused := err != nil && holdsNothing(path, seq) || err == nil && s.first == 0
+		if unused || spare != nil {
+			// From the first never-activated file on, nothing may be activated.
+			if !unused {
+				s.close()
+				cutAt, cutErr = i, fmt.Errorf("%w: %s: activated segment follows a never-activated one", ErrCorrupt, path)
+				break
+			}
+			if err == nil && spare == nil && int64(s.size()) == l.opts.SegmentSize {
+				spare = s
+				continue
+			}
+			if s != nil {
+				s.close()
+			}
+			if rerr := os.Remove(path); rerr != nil {
+				closeAll(segs, spare)
+				return fmt.Errorf("wal: remove %s: %w", path, rerr)
+			}
+			l.note("removed a segment file that never held records", "file", path)
+			continue
+		}
+		if err != nil {
+			cutAt, cutErr = i, fmt.Errorf("%w: %w", ErrCorrupt, err)
+			break
+		}
+		if n := len(segs); n > 0 && s.first < segs[n-1].first {
+			s.close()
+			cutAt, cutErr = i, fmt.Errorf("%w: %s: first index %d below the previous segment's %d", ErrCorrupt, path, s.first, segs[n-1].first)
+			break
+		}
+		segs = append(segs, s)
+	}
+	if cutErr != nil {
+		if !l.opts.RepairCorruption {
+			closeAll(segs, spare)
+			return cutErr
+		}
+		if spare != nil {
+			spare.close()
+			spare = nil
+		}
+		if err := l.removeFiles(seqs[cutAt:], cutErr); err != nil {
+			closeAll(segs, nil)
+			return err
+		}
+	}
+	if want == PersistAuto { // no segment could be opened: decide with the first new one
+		want = l.opts.Persist
+	}
+	l.persist = want
+
+	if len(segs) == 0 { // a new log (or one cut to nothing)
+		s := spare
+		spare = nil
+		if s == nil {
+			l.nextSeq = 1
+			if len(seqs) > 0 {
+				l.nextSeq = seqs[len(seqs)-1] + 1
+			}
+			if s, err = l.prepareSegment(l.nextSeq); err != nil {
+				return err
+			}
+			l.persist = s.mode
+		}
+		if err := s.activate(1); err != nil {
+			s.close()
+			return err
+		}
+		segs = []*segment{s}
+	}
+	l.segs, l.spare = segs, spare
+	if err := l.scanAll(); err != nil {
+		closeAll(l.segs, l.spare)
+		l.segs, l.spare = nil, nil
+		return err
+	}
+	last := l.segs[len(l.segs)-1]
+	l.nextSeq = last.seq + 1
+	if l.spare != nil && l.spare.seq != l.nextSeq {
+		l.spare.close()
+		l.spare = nil
+	}
+	l.first = l.segs[0].first
+	l.next = last.first + uint64(len(last.offs))
+	l.written, l.durable = l.next-1, l.next-1
+	l.report.Segments = len(l.segs)
+	l.report.Records = l.next - l.first
+	return nil
+}
+
+// scanAll verifies every record: sealed segments strictly, the last one with
+// the torn-tail rules. It fills each segment's offsets and sets the tail.
+func (l *Log) scanAll() error {
+	for i := 0; i < len(l.segs); i++ {
+		s := l.segs[i]
+		if i < len(l.segs)-1 {
+			stop := l.segs[i+1].first - 1
+			commit, bad, why := scanRecords(s, stop)
+			if commit == bad && s.first+uint64(len(s.offs)) == stop+1 {
+				continue
+			}
+			err := fmt.Errorf("%w: %s offset %d: record %d: %s (segment is sealed)", ErrCorrupt, s.path, bad, s.first+uint64(len(s.offs)), why)
+			if !l.opts.RepairCorruption {
+				return err
+			}
+			if err := l.cutAfter(i, commit, stop, err); err != nil {
+				return err
+			}
+			return l.scanTail(l.segs[i])
+		}
+		return l.scanTail(s)
+	}
+	return nil
+}
+
+// scanTail scans the last segment. A record that does not verify ends the
+// log there. Complete-looking records after it are the unacknowledged part
+// of a torn write when they end within the in-flight bound (or belong to
+// the single oversized batch the writer allowed); they are dropped, and the
+// dropped region is zeroed and persisted so they can never come back.
+// A complete-looking record beyond the bound means the damage was not a
+// torn write: ErrCorrupt, or with RepairCorruption the log is cut there.
+func (l *Log) scanTail(s *segment) error {
+	commit, bad, why := scanRecords(s, math.MaxUint64)
+	lastIdx := s.first + uint64(len(s.offs)) - 1
+	bound := int(s.hdr.bound)
+	size := s.size()
+	maxEnd, found, beyond := commit, 0, -1
+	for o := commit; o+recHeaderSize <= size; o += recAlign {
+		idx := le.Uint64(s.mem[o+8:])
+		if idx <= lastIdx || idx-lastIdx > uint64(size/recHeaderSize) {
+			continue
+		}
+		h := readRecHeader(s.mem[o:])
+		end := o + recHeaderSize + int(h.length)
+		if h.flags != 0 || end > size || end < o || !recordSumOK(s, o, h) {
+			continue
+		}
+		found++
+		if end-commit > bound && o-int(h.batchPos) > commit && beyond < 0 {
+			beyond = o
+		}
+		maxEnd = max(maxEnd, end)
+		o = (end+recAlign-1)&^(recAlign-1) - recAlign
+	}
+	if beyond >= 0 {
+		err := fmt.Errorf("%w: %s offset %d: %s, and a valid record lies at offset %d, beyond the in-flight bound of %d bytes",
+			ErrCorrupt, s.path, bad, why, beyond, bound)
+		if !l.opts.RepairCorruption {
+			return err
+		}
+		l.report.Repaired = true
+		l.report.DroppedRecords += found
+		end := lastNonZero(s.mem, commit, size)
+		l.report.DroppedBytes += int64(end - commit)
+		l.note("repair: cut the log at the last good record", "file", s.path, "offset", commit, "records", found, "reason", err)
+		return s.zero(commit, end)
+	}
+	end := lastNonZero(s.mem, commit, min(size, max(maxEnd, commit+bound)))
+	if end > commit {
+		l.report.TornTail = true
+		l.report.DroppedRecords += found
+		l.report.DroppedBytes += int64(end - commit)
+		l.note("dropped a torn tail", "file", s.path, "offset", commit, "bytes", end-commit, "records", found, "why", why)
+		if err := s.zero(commit, end); err != nil {
+			return err
+		}
+	}
+	l.tail, l.wOff, l.dOff = commit, commit, commit
+	return nil
+}
+
+// scanRecords walks records from the segment's first index, stopping at the
+// first one that does not verify or after index stop. It sets s.offs to the
+// records of complete batches and returns the offset just past them
+// (commit), the offset where the walk stopped (bad) and why it stopped.
+func scanRecords(s *segment, stop uint64) (commit, bad int, why string) {
+	s.offs = s.offs[:0]
+	off, idx := segHeaderSize, s.first
+	commit, kept := off, 0
+	batchStart, expectLeft := -1, uint32(0)
+	for idx <= stop {
+		h, reason := checkRecord(s, off, idx)
+		if reason == "" {
+			switch {
+			case batchStart < 0 && h.batchPos != 0:
+				reason = "batch position set on a record that starts no batch"
+			case batchStart >= 0 && (int(h.batchPos) != off-batchStart || h.batchLeft != expectLeft):
+				reason = "record does not continue its batch"
+			}
+		}
+		if reason != "" {
+			s.offs = s.offs[:kept]
+			return commit, off, reason
+		}
+		s.offs = append(s.offs, uint32(off))
+		if batchStart < 0 && h.batchLeft > 0 {
+			batchStart = off
+		}
+		off += recSize(int(h.length))
+		idx++
+		if h.batchLeft == 0 {
+			commit, kept, batchStart = off, len(s.offs), -1
+		} else {
+			expectLeft = h.batchLeft - 1
+		}
+	}
+	s.offs = s.offs[:kept]
+	if batchStart >= 0 {
+		return commit, off, "batch runs past the segment's last index"
+	}
+	return commit, off, ""
+}
+
+// checkRecord verifies the record at off as the one with index idx.
+func checkRecord(s *segment, off int, idx uint64) (recHeader, string) {
+	if off+recHeaderSize > s.size() {
+		return recHeader{}, "end of segment"
+	}
+	h := readRecHeader(s.mem[off:])
+	switch {
+	case h.index == 0 && h.sum == 0 && h.length == 0:
+		return h, "end of records"
+	case h.index != idx:
+		return h, fmt.Sprintf("index %d where %d was expected", h.index, idx)
+	case h.flags != 0:
+		return h, "reserved header bits set"
+	case off+recHeaderSize+int(h.length) > s.size():
+		return h, fmt.Sprintf("length %d runs past the segment", h.length)
+	case !recordSumOK(s, off, h):
+		return h, "checksum mismatch"
+	}
+	return h, ""
+}
+
+func recordSumOK(s *segment, off int, h recHeader) bool {
+	end := off + recHeaderSize + int(h.length)
+	return xxhash.Sum64(s.mem[off+8:end])^s.hdr.salt == h.sum
+}
+
+// lastNonZero returns the end of the last 8-byte word in mem[from:to] that
+// is not zero, or from when every word is zero. from is 8-byte aligned.
+func lastNonZero(mem []byte, from, to int) int {
+	to &^= recAlign - 1
+	for o := to - recAlign; o >= from; o -= recAlign {
+		if le.Uint64(mem[o:]) != 0 {
+			return o + recAlign
+		}
+	}
+	return from
+}
+
+// cutAfter repairs corruption in sealed segment i: every later segment file
+// is removed (newest first) and segment i is cut at commit.
+func (l *Log) cutAfter(i, commit int, stop uint64, cause error) error {
+	s := l.segs[i]
+	lost := int(stop - (s.first + uint64(len(s.offs))) + 1)
+	var seqs []uint64
+	for _, t := range l.segs[i+1:] {
+		seqs = append(seqs, t.seq)
+		t.close()
+	}
+	if l.spare != nil {
+		seqs = append(seqs, l.spare.seq)
+		l.spare.close()
+		l.spare = nil
+	}
+	l.segs = l.segs[:i+1]
+	if err := l.removeFiles(seqs, cause); err != nil {
+		return err
+	}
+	end := lastNonZero(s.mem, commit, s.size())
+	l.report.Repaired = true
+	l.report.DroppedRecords += lost
+	l.report.DroppedBytes += int64(end - commit)
+	l.note("repair: cut the log at the last good record", "file", s.path, "offset", commit, "reason", cause)
+	return s.zero(commit, end)
+}
+
+// removeFiles deletes segment files, newest first, so that a crash part way
+// leaves no gap, then syncs the directory.
+func (l *Log) removeFiles(seqs []uint64, cause error) error {
+	for j := len(seqs) - 1; j >= 0; j-- {
+		path := l.segPath(seqs[j])
+		if st, err := os.Stat(path); err == nil {
+			l.report.DroppedBytes += st.Size()
+		}
+		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("wal: repair: remove %s: %w", path, err)
+		}
+		l.report.Repaired = true
+		l.report.DroppedFiles = append(l.report.DroppedFiles, path)
+		l.note("repair: removed segment file", "file", path, "reason", cause)
+	}
+	return syncDir(l.dir)
+}
+
+// holdsNothing reports whether a segment file that cannot be opened as a
+// segment certainly never held a record: it is empty or all zero, or its
+// header is intact and it was never activated (the log writes records into
+// a segment only after activating it durably).
+func holdsNothing(path string, seq uint64) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	var b [segHeaderSize]byte
+	n, err := io.ReadFull(f, b[:])
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+		return false
+	}
+	if h, why := decodeSegHeader(b[:n]); why == "" && h.seq == seq {
+		first := le.Uint64(b[activationOff:])
+		return first == 0 || le.Uint64(b[activationOff+8:]) != activationCheck(h.salt, first)
+	}
+	buf := make([]byte, 1<<16)
+	for off := int64(0); ; off += int64(len(buf)) {
+		n, err := f.ReadAt(buf, off)
+		for _, c := range buf[:n] {
+			if c != 0 {
+				return false
+			}
+		}
+		if err != nil {
+			return errors.Is(err, io.EOF)
+		}
+	}
+}
+
+func closeAll(segs []*segment, spare *segment) {
+	for _, s := range segs {
+		s.close()
+	}
+	if spare != nil {
+		spare.close()
+	}
+}
+
+// note records a recovery action in the report and the logger.
+func (l *Log) note(msg string, args ...any) {
+	var b strings.Builder
+	b.WriteString(msg)
+	for i := 0; i+1 < len(args); i += 2 {
+		fmt.Fprintf(&b, " %v=%v", args[i], args[i+1])
+	}
+	l.report.Reasons = append(l.report.Reasons, b.String())
+	if l.logger != nil {
+		l.logger.Warn("wal: "+msg, append([]any{"dir", l.dir}, args...)...)
+	}
+}

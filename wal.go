@@ -1,0 +1,641 @@
+// Package wal is a write-ahead log for persistent memory.
+//
+// A log is a directory of fixed-size, fully preallocated segment files,
+// mapped into memory. Append copies a checksummed record into the mapping
+// and makes it durable before returning: with CPU cache write-back and one
+// fence on persistent memory (a MAP_SYNC mapping on a DAX filesystem), or
+// with msync on ordinary storage. Open recovers the log after a crash: a
+// torn tail is dropped, real corruption is refused with ErrCorrupt, and a
+// record that recovery discarded never comes back.
+//
+// FORMAT.md in the module describes the on-media format byte by byte and
+// the durability argument.
+package wal
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Errors returned by the log. They are wrapped with context (file, offset,
+// index); test for them with errors.Is.
+var (
+	// ErrNotFound: the index is outside [FirstIndex, LastIndex].
+	ErrNotFound = errors.New("wal: record not found")
+	// ErrCorrupt: the log's files hold damage that is not a torn tail.
+	ErrCorrupt = errors.New("wal: log is corrupt")
+	// ErrLocked: another Log, in this process or another, has the directory open.
+	ErrLocked = errors.New("wal: log directory is locked by another user")
+	// ErrClosed: the Log was closed.
+	ErrClosed = errors.New("wal: log is closed")
+	// ErrTooLarge: the record or batch does not fit in one segment.
+	ErrTooLarge = errors.New("wal: record too large for a segment")
+	// ErrNotDAX: PersistDAX was asked for and the file cannot be mapped with MAP_SYNC.
+	ErrNotDAX = errors.New("wal: MAP_SYNC not supported (not a DAX filesystem)")
+	// ErrFailed: making data durable failed (an msync or flush error). The
+	// log refuses every append from then on, since it can no longer tell what
+	// reached the media; reopen it to recover.
+	ErrFailed = errors.New("wal: persistence failed; reopen the log")
+)
+
+// Persist selects how appends are made durable.
+type Persist int
+
+const (
+	// PersistAuto maps segments with MAP_SHARED_VALIDATE|MAP_SYNC and, where
+	// the kernel refuses (no DAX filesystem, or Linux before 4.15), falls back
+	// to PersistMsync.
+	PersistAuto Persist = iota
+	// PersistDAX requires MAP_SYNC: durability by CPU cache flush and fence,
+	// with the filesystem's metadata kept durable by the kernel.
+	PersistDAX
+	// PersistCacheFlush maps without MAP_SYNC and makes appends durable by
+	// cache flush and fence alone, with no system call. It is correct only on
+	// memory the platform keeps persistent; it is how tests and benchmarks
+	// run the persistent-memory path on tmpfs (like PMDK's PMEM_IS_PMEM_FORCE=1).
+	PersistCacheFlush
+	// PersistMsync makes appends durable with msync(MS_SYNC) of the written
+	// pages: the path for ordinary disks.
+	PersistMsync
+)
+
+// String returns the name accepted by ParsePersist and WAL_PERSIST.
+func (p Persist) String() string {
+	switch p {
+	case PersistAuto:
+		return "auto"
+	case PersistDAX:
+		return "dax"
+	case PersistCacheFlush:
+		return "cacheflush"
+	case PersistMsync:
+		return "msync"
+	}
+	return fmt.Sprintf("Persist(%d)", int(p))
+}
+
+// ParsePersist parses "auto", "dax", "cacheflush" or "msync".
+func ParsePersist(s string) (Persist, error) {
+	for p := PersistAuto; p <= PersistMsync; p++ {
+		if strings.EqualFold(s, p.String()) {
+			return p, nil
+		}
+	}
+	return 0, fmt.Errorf("wal: unknown persistence mode %q (want auto, dax, cacheflush or msync)", s)
+}
+
+// Options configure Open. The zero value (or a nil *Options) gives the
+// defaults. Open never modifies the Options it is given.
+type Options struct {
+	// SegmentSize is the size of new segment files: at least 1 MiB, a
+	// multiple of 4 KiB, below 4 GiB. Default 64 MiB. Existing segments keep
+	// the size they were created with.
+	SegmentSize int64
+	// Persist selects the persistence path. The environment variable
+	// WAL_PERSIST (auto, dax, cacheflush, msync) overrides it.
+	Persist Persist
+	// InFlightBound is how far past the durable point the writer may have
+	// data in flight, in bytes (default 1 MiB, at least 4 KiB). Recovery uses
+	// it to tell a torn tail from corruption; see FORMAT.md.
+	InFlightBound int64
+	// RepairCorruption makes Open cut the log at the last good record before
+	// corruption instead of failing with ErrCorrupt. What was dropped is
+	// logged and reported by Log.Recovery.
+	RepairCorruption bool
+	// Logger receives recovery reports and repairs. Nil logs nothing.
+	Logger *slog.Logger
+	// FileMode is the permission of new files (default 0600).
+	FileMode os.FileMode
+}
+
+// RecoveryReport says what Open found and what it discarded.
+type RecoveryReport struct {
+	Segments       int           // segment files in use after recovery
+	Records        uint64        // records kept
+	TornTail       bool          // an incomplete tail was dropped
+	Repaired       bool          // corruption was cut away (RepairCorruption)
+	DroppedRecords int           // complete-looking records discarded (unacknowledged tail or after corruption)
+	DroppedBytes   int64         // bytes zeroed or removed
+	DroppedFiles   []string      // files removed
+	Reasons        []string      // one line per action taken
+	Duration       time.Duration // time spent in recovery
+}
+
+// Log is a write-ahead log. All methods are safe for concurrent use.
+type Log struct {
+	dir      string
+	opts     Options
+	persist  Persist
+	lockFile *os.File
+	report   RecoveryReport
+	logger   *slog.Logger
+
+	// closeMu is held shared by every operation that touches a mapping and
+	// exclusively by Close, so nothing is unmapped under a reader.
+	closeMu sync.RWMutex
+
+	mu     sync.Mutex
+	cond   sync.Cond // signalled when durable advances, a reservation completes, or the log fails/closes
+	closed bool
+	failed error
+
+	segs    []*segment // activated segments, oldest first; the last is active
+	spare   *segment   // prepared next segment
+	prepCh  chan prepResult
+	nextSeq uint64
+
+	first uint64 // FirstIndex
+	next  uint64 // next index to reserve
+	tail  int    // next free offset in the active segment
+
+	// In-flight reservations, in index order, as a ring of seq numbers.
+	ring    []resv
+	rhead   uint64 // seq of the oldest unfinished reservation
+	rseq    uint64 // next reservation seq
+	written uint64 // every index <= written is written (and, with cache flush, durable)
+	wOff    int    // offset in the active segment just past index written
+	durable uint64 // every index <= durable is durable: LastIndex
+	dOff    int
+	syncing bool // an msync leader is at work
+
+	syncHook func() error // tests: fail the next group commit
+}
+
+type resv struct {
+	last uint64
+	end  int
+	done bool
+}
+
+type prepResult struct {
+	seg *segment
+	err error
+}
+
+func (o *Options) withDefaults() (Options, error) {
+	var c Options
+	if o != nil {
+		c = *o
+	}
+	if c.SegmentSize == 0 {
+		c.SegmentSize = defaultSegmentSize
+	}
+	if c.SegmentSize < minSegmentSize || c.SegmentSize > maxSegmentSize || c.SegmentSize%segAlign != 0 {
+		return c, fmt.Errorf("wal: SegmentSize %d: must be a multiple of 4096 from 1 MiB to 4 GiB", c.SegmentSize)
+	}
+	if c.InFlightBound == 0 {
+		c.InFlightBound = defaultInFlightBound
+	}
+	if c.InFlightBound < 4096 {
+		return c, fmt.Errorf("wal: InFlightBound %d: must be at least 4096", c.InFlightBound)
+	}
+	if c.FileMode == 0 {
+		c.FileMode = 0o600
+	}
+	if env := os.Getenv("WAL_PERSIST"); env != "" {
+		p, err := ParsePersist(env)
+		if err != nil {
+			return c, fmt.Errorf("WAL_PERSIST: %w", err)
+		}
+		c.Persist = p
+	}
+	if c.Persist < PersistAuto || c.Persist > PersistMsync {
+		return c, fmt.Errorf("wal: invalid Persist %v", c.Persist)
+	}
+	return c, nil
+}
+
+// Open opens the log in dir, creating the directory and an empty log if
+// needed, and recovers it. opts may be nil for the defaults.
+func Open(dir string, opts *Options) (*Log, error) {
+	o, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	dirMode := o.FileMode.Perm() | 0o700
+	if o.FileMode&0o040 != 0 {
+		dirMode |= 0o010
+	}
+	if o.FileMode&0o004 != 0 {
+		dirMode |= 0o001
+	}
+	if err := os.MkdirAll(dir, dirMode); err != nil {
+		return nil, fmt.Errorf("wal: %w", err)
+	}
+	lf, err := lockDir(dir, o.FileMode)
+	if err != nil {
+		return nil, err
+	}
+	l := &Log{dir: dir, opts: o, lockFile: lf, logger: o.Logger}
+	l.cond.L = &l.mu
+	start := time.Now()
+	if err := l.recover(); err != nil {
+		l.closeFiles()
+		return nil, err
+	}
+	l.report.Duration = time.Since(start)
+	if l.spare == nil {
+		l.startPrepare()
+	}
+	return l, nil
+}
+
+// Persist reports the persistence path in effect: PersistDAX when the
+// segments are mapped with MAP_SYNC, otherwise PersistCacheFlush or
+// PersistMsync. It never returns PersistAuto.
+func (l *Log) Persist() Persist { return l.persist }
+
+// Recovery reports what Open found and discarded.
+func (l *Log) Recovery() RecoveryReport {
+	r := l.report
+	r.DroppedFiles = append([]string(nil), r.DroppedFiles...)
+	r.Reasons = append([]string(nil), r.Reasons...)
+	return r
+}
+
+// FlushInstruction names how this build and CPU write cache lines back:
+// "clwb", "clflushopt", "clflush", or "msync" on the portable path.
+func FlushInstruction() string { return flushInstruction() }
+
+// FirstIndex returns the index of the first record. For an empty log it is
+// one more than LastIndex.
+func (l *Log) FirstIndex() uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.first
+}
+
+// LastIndex returns the index of the last durable record, or FirstIndex()-1
+// when the log is empty.
+func (l *Log) LastIndex() uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.durable
+}
+
+// Append writes data as the next record and returns its index once the
+// record, and every record before it, is durable. data may be empty. A
+// record larger than a segment can hold gives ErrTooLarge.
+func (l *Log) Append(data []byte) (uint64, error) {
+	return l.append(data, nil)
+}
+
+// AppendBatch writes records as consecutive records and returns the index of
+// the first once all of them are durable. After a crash the batch is
+// present whole or not at all. The batch must fit in one segment (else
+// ErrTooLarge, and nothing is written). An empty batch writes nothing and
+// returns the index the next record will get.
+func (l *Log) AppendBatch(records [][]byte) (uint64, error) {
+	if len(records) == 0 {
+		l.closeMu.RLock()
+		defer l.closeMu.RUnlock()
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		if l.closed {
+			return 0, ErrClosed
+		}
+		return l.next, nil
+	}
+	return l.append(nil, records)
+}
+
+// append is the one write path: a single record (one) or a batch (many).
+func (l *Log) append(one []byte, many [][]byte) (uint64, error) {
+	total, count := 0, 1
+	if many == nil {
+		total = recSize(len(one))
+		if len(one) > int(l.opts.SegmentSize) {
+			return 0, fmt.Errorf("%w: %d bytes", ErrTooLarge, len(one))
+		}
+	} else {
+		count = len(many)
+		for _, r := range many {
+			if len(r) > int(l.opts.SegmentSize) {
+				return 0, fmt.Errorf("%w: a %d-byte record", ErrTooLarge, len(r))
+			}
+			total += recSize(len(r))
+		}
+		if uint64(count) > 1<<32-1 {
+			return 0, fmt.Errorf("%w: %d records in one batch", ErrTooLarge, count)
+		}
+	}
+	if total > int(l.opts.SegmentSize)-segHeaderSize {
+		return 0, fmt.Errorf("%w: %d bytes with headers, segments hold %d", ErrTooLarge, total, l.opts.SegmentSize-segHeaderSize)
+	}
+	l.closeMu.RLock()
+	defer l.closeMu.RUnlock()
+
+	seg, off, first, rs, err := l.reserve(total, one, many)
+	if err != nil {
+		return 0, err
+	}
+	// Copy, checksum and flush outside the lock.
+	mem := seg.mem
+	salt := seg.hdr.salt
+	if many == nil {
+		putRecord(mem[off:off+total], salt, first, one, 0, 0)
+	} else {
+		p := off
+		for i, r := range many {
+			n := recSize(len(r))
+			putRecord(mem[p:p+n], salt, first+uint64(i), r, uint32(count-1-i), uint32(p-off))
+			p += n
+		}
+	}
+	var perr error
+	if seg.mode != PersistMsync {
+		perr = seg.persist(off, total)
+	}
+	return first, l.commit(rs, first+uint64(count)-1, perr)
+}
+
+// reserve assigns indexes and space for total bytes of count records,
+// rolling over to the next segment when the active one is full, and keeping
+// the in-flight bound: nothing is written further than InFlightBound past
+// the durable point, except a single reservation larger than the bound,
+// which waits until everything before it is durable.
+func (l *Log) reserve(total int, one []byte, many [][]byte) (seg *segment, off int, first uint64, rs uint64, err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	bound := int(l.opts.InFlightBound)
+	for {
+		if l.closed {
+			return nil, 0, 0, 0, ErrClosed
+		}
+		if l.failed != nil {
+			return nil, 0, 0, 0, l.failed
+		}
+		seg = l.segs[len(l.segs)-1]
+		if l.tail+total <= seg.size() {
+			if l.tail+total-l.dOff <= bound || l.tail == l.dOff {
+				break
+			}
+			l.cond.Wait()
+			continue
+		}
+		if l.rhead != l.rseq { // the segment must be complete before its successor starts
+			l.cond.Wait()
+			continue
+		}
+		if err := l.rollover(); err != nil {
+			return nil, 0, 0, 0, err
+		}
+	}
+	off = l.tail
+	first = l.next
+	if many == nil {
+		seg.offs = append(seg.offs, uint32(off))
+		l.next++
+	} else {
+		p := off
+		for _, r := range many {
+			seg.offs = append(seg.offs, uint32(p))
+			p += recSize(len(r))
+		}
+		l.next += uint64(len(many))
+	}
+	l.tail += total
+	if l.rseq-l.rhead == uint64(len(l.ring)) {
+		l.growRing()
+	}
+	rs = l.rseq
+	l.ring[rs&uint64(len(l.ring)-1)] = resv{last: l.next - 1, end: l.tail}
+	l.rseq++
+	return seg, off, first, rs, nil
+}
+
+func (l *Log) growRing() {
+	n := max(64, 2*len(l.ring))
+	ring := make([]resv, n)
+	for s := l.rhead; s < l.rseq; s++ {
+		ring[s&uint64(n-1)] = l.ring[s&uint64(len(l.ring)-1)]
+	}
+	l.ring = ring
+}
+
+// commit marks reservation rs as written and returns once index last is
+// durable. With msync the appenders share one msync per round (group
+// commit): whoever finds no sync running syncs everything written so far.
+func (l *Log) commit(rs uint64, last uint64, perr error) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if perr != nil {
+		l.fail(perr)
+	}
+	l.ring[rs&uint64(len(l.ring)-1)].done = true
+	advanced := false
+	for l.rhead < l.rseq {
+		r := &l.ring[l.rhead&uint64(len(l.ring)-1)]
+		if !r.done {
+			break
+		}
+		l.written, l.wOff = r.last, r.end
+		l.rhead++
+		advanced = true
+	}
+	msync := l.persist == PersistMsync
+	if advanced {
+		if !msync && l.failed == nil {
+			l.durable, l.dOff = l.written, l.wOff
+		}
+		l.cond.Broadcast()
+	}
+	for {
+		if l.failed != nil {
+			return l.failed
+		}
+		if l.durable >= last {
+			return nil
+		}
+		if msync && !l.syncing && l.written >= last {
+			l.syncing = true
+			seg, from, to, upto := l.segs[len(l.segs)-1], l.dOff, l.wOff, l.written
+			hook := l.syncHook
+			l.mu.Unlock()
+			var err error
+			if hook != nil {
+				err = hook()
+			}
+			if err == nil {
+				err = seg.msync(from, to-from)
+			}
+			l.mu.Lock()
+			l.syncing = false
+			if err != nil {
+				l.fail(err)
+			} else {
+				l.durable, l.dOff = upto, to
+			}
+			l.cond.Broadcast()
+			continue
+		}
+		l.cond.Wait()
+	}
+}
+
+// fail poisons the log after a persistence error (l.mu held): no later
+// append may succeed, since what reached the media is unknown.
+func (l *Log) fail(err error) {
+	if l.failed == nil {
+		l.failed = fmt.Errorf("%w: %w", ErrFailed, err)
+		if l.logger != nil {
+			l.logger.Error("wal: persistence failed; refusing appends until reopened", "dir", l.dir, "err", err)
+		}
+	}
+	l.cond.Broadcast()
+}
+
+// rollover moves appends into the prepared next segment (l.mu held, no
+// reservation in flight, so every record of the active segment is durable).
+func (l *Log) rollover() error {
+	sp := l.spare
+	if sp == nil {
+		if l.prepCh == nil {
+			l.startPrepare()
+		}
+		res := <-l.prepCh
+		l.prepCh = nil
+		if res.err != nil {
+			// One more try in the foreground before giving up on this append.
+			res.seg, res.err = l.prepareSegment(l.nextSeq)
+			if res.err != nil {
+				return res.err
+			}
+		}
+		sp = res.seg
+	}
+	if err := sp.activate(l.next); err != nil {
+		l.spare = sp
+		l.fail(err)
+		return l.failed
+	}
+	l.spare = nil
+	l.segs = append(l.segs, sp)
+	l.nextSeq = sp.seq + 1
+	l.tail, l.wOff, l.dOff = segHeaderSize, segHeaderSize, segHeaderSize
+	l.startPrepare()
+	return nil
+}
+
+// startPrepare creates the next segment file in the background (l.mu held
+// or the log not yet shared).
+func (l *Log) startPrepare() {
+	ch := make(chan prepResult, 1)
+	l.prepCh = ch
+	seq := l.nextSeq
+	go func() {
+		s, err := l.prepareSegment(seq)
+		ch <- prepResult{s, err}
+	}()
+}
+
+func (l *Log) prepareSegment(seq uint64) (*segment, error) {
+	path := l.segPath(seq)
+	if _, err := os.Stat(path); err != nil {
+		if err := createSegmentFile(l.dir, seq, l.opts.SegmentSize, l.opts.InFlightBound, l.opts.FileMode); err != nil {
+			return nil, err
+		}
+	}
+	return openSegment(path, seq, l.persist)
+}
+
+func (l *Log) segPath(seq uint64) string { return l.dir + string(os.PathSeparator) + segName(seq) }
+
+// Read returns a copy of the record at index. Outside [FirstIndex,
+// LastIndex] it returns ErrNotFound; a record whose bytes no longer match
+// their checksum gives ErrCorrupt.
+func (l *Log) Read(index uint64) ([]byte, error) {
+	l.closeMu.RLock()
+	defer l.closeMu.RUnlock()
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return nil, ErrClosed
+	}
+	if index < l.first || index > l.durable {
+		first, last := l.first, l.durable
+		l.mu.Unlock()
+		return nil, fmt.Errorf("%w: index %d outside [%d, %d]", ErrNotFound, index, first, last)
+	}
+	seg := l.segFor(index)
+	off := int(seg.offs[index-seg.first])
+	l.mu.Unlock()
+
+	h := readRecHeader(seg.mem[off:])
+	end := off + recHeaderSize + int(h.length)
+	if h.index != index || end > seg.size() {
+		return nil, fmt.Errorf("%w: %s offset %d: record header does not match index %d", ErrCorrupt, seg.path, off, index)
+	}
+	out := make([]byte, h.length)
+	copy(out, seg.mem[off+recHeaderSize:end])
+	if !recordSumOK(seg, off, h) {
+		return nil, fmt.Errorf("%w: %s offset %d: checksum mismatch in record %d", ErrCorrupt, seg.path, off, index)
+	}
+	return out, nil
+}
+
+// segFor returns the segment holding index (l.mu held, index in range).
+func (l *Log) segFor(index uint64) *segment {
+	n := len(l.segs)
+	if s := l.segs[n-1]; index >= s.first {
+		return s
+	}
+	i := sort.Search(n, func(i int) bool { return l.segs[i].first > index })
+	return l.segs[i-1]
+}
+
+// Close waits for operations in progress, then unmaps and closes every file
+// and releases the directory lock. Later calls return ErrClosed.
+func (l *Log) Close() error {
+	l.closeMu.Lock()
+	defer l.closeMu.Unlock()
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return ErrClosed
+	}
+	l.closed = true
+	l.cond.Broadcast()
+	ch := l.prepCh
+	l.prepCh = nil
+	l.mu.Unlock()
+	var err error
+	if ch != nil {
+		if res := <-ch; res.err == nil {
+			l.spare = res.seg
+		} else {
+			err = res.err
+		}
+	}
+	if cerr := l.closeFiles(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+func (l *Log) closeFiles() error {
+	var err error
+	keep := func(e error) {
+		if err == nil && e != nil {
+			err = e
+		}
+	}
+	for _, s := range l.segs {
+		keep(s.close())
+	}
+	if l.spare != nil {
+		keep(l.spare.close())
+	}
+	l.segs, l.spare = nil, nil
+	if l.lockFile != nil {
+		keep(unlockDir(l.lockFile))
+		l.lockFile = nil
+	}
+	return err
+}
