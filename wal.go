@@ -542,7 +542,11 @@ func (l *Log) prepareSegment(seq uint64) (*segment, error) {
 			return nil, err
 		}
 	}
-	return openSegment(path, seq, l.persist)
+	s, err := openSegment(path, seq, l.persist)
+	if err == nil && s.mode != PersistMsync {
+		s.prefault()
+	}
+	return s, err
 }
 
 func (l *Log) segPath(seq uint64) string { return l.dir + string(os.PathSeparator) + segName(seq) }
