@@ -300,10 +300,11 @@ func recordSumOK(s *segment, off int, h recHeader) bool {
 	return xxhash.Sum64(s.mem[off+8:end])^s.hdr.salt == h.sum
 }
 
-// lastNonZero returns the end of the last 8-byte word in mem[from:to] that
-// is not zero, or from when every word is zero. from is 8-byte aligned.
+// lastNonZero returns the end of the last 8-byte word in mem[from:to] (to
+// rounded up to a word) that is not zero, or from when every word is zero.
+// from is 8-byte aligned.
 func lastNonZero(mem []byte, from, to int) int {
-	to &^= recAlign - 1
+	to = min((to+recAlign-1)&^(recAlign-1), len(mem))
 	for o := to - recAlign; o >= from; o -= recAlign {
 		if le.Uint64(mem[o:]) != 0 {
 			return o + recAlign

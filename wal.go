@@ -379,7 +379,9 @@ func (l *Log) reserve(total int, one []byte, many [][]byte) (seg *segment, off i
 			l.cond.Wait()
 			continue
 		}
-		if l.rhead != l.rseq { // the segment must be complete before its successor starts
+		if l.rhead != l.rseq || l.durable != l.written {
+			// Every record of this segment must be durable before its
+			// successor is activated.
 			l.cond.Wait()
 			continue
 		}
