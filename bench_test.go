@@ -91,6 +91,7 @@ func BenchmarkBarePersist(b *testing.B) {
 			}
 			defer unix.Munmap(mem)
 			rec := make([]byte, recSize(size))
+			h := hw{flush: defaultFlush()}
 			b.SetBytes(int64(size))
 			b.ReportAllocs()
 			off := 0
@@ -100,7 +101,7 @@ func BenchmarkBarePersist(b *testing.B) {
 					off = 0
 				}
 				copy(mem[off:], rec)
-				flushRange(unsafe.Pointer(&mem[off]), uintptr(len(rec)))
+				h.flushRange(unsafe.Pointer(&mem[off]), uintptr(len(rec)))
 				drain()
 				off += len(rec)
 			}

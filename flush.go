@@ -1,40 +1,219 @@
 package wal
 
-import "unsafe"
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
 
 // The flush contract, written once here and implemented twice:
-// flush_amd64.go with flush_amd64.s (build tag !purego) and
+// flush_amd64.go with flush_amd64.s (build tag !purego), and
 // flush_generic.go (every other architecture, and -tags purego on amd64).
 //
-//	flushRange(p, n) error
-//		Starts write-back toward the persistence domain of every cache line
-//		that overlaps [p, p+n). p points into a shared file mapping. On amd64
-//		this is CLWB, CLFLUSHOPT or CLFLUSH per line (chosen once by CPUID):
-//		the write-back is not complete until drain returns. The portable
-//		version has no cache instructions, so it calls msync(MS_SYNC) on the
-//		pages covering the range and is complete on return.
+//	flushLines(kind, start, lines)
+//		Starts write-back toward the persistence domain of lines cache lines
+//		from the line-aligned address start, with the instruction kind
+//		(flushCLWB, flushCLFLUSHOPT, flushCLFLUSH). Not complete until
+//		drain returns. Not available on the portable path.
+//
+//	storeNT(dst, src, n)
+//		Copies n bytes from src to dst (any alignment) with non-temporal
+//		stores for every whole aligned 8-byte word of dst and plain stores
+//		for an unaligned head and tail. Not complete until drain returns;
+//		the caller writes back the head and tail lines (hw.copyNT does).
+//		The portable path has no such stores and copies plainly.
 //
 //	drain()
-//		Waits until every flushRange issued before it by this thread has
-//		reached the persistence domain (SFENCE on amd64; nothing on the
-//		portable path, whose flushRange is already synchronous).
+//		Waits until every earlier flush and non-temporal store of this
+//		thread has reached the persistence domain (SFENCE). Nothing on the
+//		portable path, whose flushes are synchronous msyncs.
 //
-//	flushInstruction() string
-//		Names what flushRange uses: "clwb", "clflushopt", "clflush" or "msync".
-//
-// A commit is any number of flushRange calls followed by exactly one drain.
+// A commit is any number of flushes and non-temporal copies followed by
+// exactly one drain. hw (below) chooses among them once per Log.
 
-// cacheLine is the write-back granule of flushRange on every supported CPU.
+// cacheLine is the write-back granule on every supported CPU.
 const cacheLine = 64
+
+// Flush instructions.
+const (
+	flushCLWB       = iota // write back, keep the line cached (preferred)
+	flushCLFLUSHOPT        // write back and evict, weakly ordered
+	flushCLFLUSH           // write back and evict, serialising
+	flushNone              // eADR: the caches are inside the persistence domain
+	flushMsync             // portable build: msync(MS_SYNC) of the pages
+)
+
+var flushNames = [...]string{"clwb", "clflushopt", "clflush", "none", "msync"}
+
+// hw is how one Log makes stores durable: resolved once at Open from the
+// CPU, the platform and the environment (WAL_FLUSH, WAL_EADR, WAL_NT_THRESHOLD).
+type hw struct {
+	flush int // one of the flush constants
+	eadr  bool
+	ntMin int // payloads of at least ntMin bytes use non-temporal stores; -1: never
+}
+
+// Hardware describes how a Log makes its appends durable on the persistent
+// memory paths (PersistDAX, PersistCacheFlush).
+type Hardware struct {
+	// Flush is the cache write-back instruction: "clwb", "clflushopt",
+	// "clflush", "none" (eADR: caches are persistent, only the fence is
+	// needed) or "msync" (the portable build).
+	Flush string
+	// EADR reports that every NVDIMM region's persistence domain is the CPU
+	// cache (/sys/bus/nd/devices/region*/persistence_domain), or that
+	// WAL_EADR=1 says so.
+	EADR bool
+	// NTThreshold is the payload size from which records are written with
+	// non-temporal stores instead of stores plus write-back; -1 means never.
+	NTThreshold int
+	// NTStores names the non-temporal store used ("movnti", "vmovntdq", or "").
+	NTStores string
+	// CPU is the CPU vendor string, for reports.
+	CPU string
+}
+
+func (h hw) describe() Hardware {
+	return Hardware{Flush: flushNames[h.flush], EADR: h.eadr, NTThreshold: h.ntMin, NTStores: ntStoresName(h.ntMin), CPU: cpuVendor()}
+}
+
+// DetectHardware reports what a Log opened now would use on the persistent
+// memory paths, after the environment overrides WAL_FLUSH
+// (clwb|clflushopt|clflush), WAL_EADR (0|1) and WAL_NT_THRESHOLD (bytes, or
+// "off").
+func DetectHardware() (Hardware, error) {
+	h, err := resolveHW("/sys")
+	return h.describe(), err
+}
+
+// resolveHW chooses the flush instruction, eADR and the non-temporal
+// threshold from the CPU, the sysfs tree under sysfs, and the environment.
+func resolveHW(sysfs string) (hw, error) {
+	h := hw{flush: defaultFlush(), ntMin: defaultNTThreshold()}
+	h.eadr = detectEADR(sysfs)
+	if v := os.Getenv("WAL_FLUSH"); v != "" {
+		k := -1
+		for i, name := range flushNames[:flushNone] {
+			if strings.EqualFold(v, name) {
+				k = i
+			}
+		}
+		if k < 0 {
+			return h, fmt.Errorf("wal: WAL_FLUSH=%q: want clwb, clflushopt or clflush", v)
+		}
+		if !flushSupported(k) {
+			return h, fmt.Errorf("wal: WAL_FLUSH=%q: not supported by this CPU or build", v)
+		}
+		h.flush = k
+	}
+	switch v := os.Getenv("WAL_EADR"); v {
+	case "":
+	case "1", "true", "on":
+		h.eadr = true
+	case "0", "false", "off":
+		h.eadr = false
+	default:
+		return h, fmt.Errorf("wal: WAL_EADR=%q: want 0 or 1", v)
+	}
+	if v := os.Getenv("WAL_NT_THRESHOLD"); v != "" {
+		if strings.EqualFold(v, "off") {
+			h.ntMin = -1
+		} else if n, err := strconv.Atoi(v); err == nil && n >= 0 {
+			h.ntMin = n
+		} else {
+			return h, fmt.Errorf("wal: WAL_NT_THRESHOLD=%q: want a byte count or off", v)
+		}
+		if !ntSupported() {
+			h.ntMin = -1
+		}
+	}
+	if h.eadr && h.flush != flushMsync {
+		h.flush = flushNone
+	}
+	return h, nil
+}
+
+// detectEADR reports whether the platform has at least one NVDIMM region
+// and every region's persistence domain is the CPU cache.
+func detectEADR(sysfs string) bool {
+	files, _ := filepath.Glob(filepath.Join(sysfs, "bus/nd/devices/region*/persistence_domain"))
+	if len(files) == 0 {
+		return false
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil || strings.TrimSpace(string(b)) != "cpu_cache" {
+			return false
+		}
+	}
+	return true
+}
 
 // lineSpan returns the first cache-line address and the number of lines
 // that cover [p, p+n). n == 0 covers no line.
-func lineSpan(p unsafe.Pointer, n uintptr) (start uintptr, lines uintptr) {
-	if n == 0 {
-		return uintptr(p) &^ (cacheLine - 1), 0
-	}
-	a := uintptr(p)
+func lineSpan(a uintptr, n uintptr) (start uintptr, lines uintptr) {
 	start = a &^ (cacheLine - 1)
+	if n == 0 {
+		return start, 0
+	}
 	end := (a + n + cacheLine - 1) &^ (cacheLine - 1)
 	return start, (end - start) / cacheLine
+}
+
+// flushRange starts write-back of the lines covering [p, p+n) and returns
+// how many lines it flushed. On the portable path it msyncs the pages and
+// is complete on return.
+func (h *hw) flushRange(p unsafe.Pointer, n uintptr) (int, error) {
+	switch h.flush {
+	case flushNone:
+		return 0, nil
+	case flushMsync:
+		return 0, msyncRange(p, n)
+	}
+	start, lines := lineSpan(uintptr(p), n)
+	if lines > 0 {
+		flushLines(h.flush, start, lines)
+	}
+	return int(lines), nil
+}
+
+// copyNT copies src to dst with non-temporal stores and writes back the
+// lines of an unaligned head or tail, which storeNT leaves as plain stores.
+// Durable after drain. Returns the lines flushed.
+func (h *hw) copyNT(dst, src unsafe.Pointer, n uintptr) (int, error) {
+	if n == 0 {
+		return 0, nil
+	}
+	storeNT(dst, src, n)
+	if h.flush == flushMsync {
+		return 0, msyncRange(dst, n)
+	}
+	flushed := 0
+	a := uintptr(dst)
+	if a&7 != 0 { // plain-stored head, within one line
+		f, _ := h.flushRange(dst, 1)
+		flushed += f
+	}
+	if e := a + n; e&7 != 0 && (a&7 == 0 || e&^(cacheLine-1) != a&^(cacheLine-1)) { // plain-stored tail
+		f, _ := h.flushRange(unsafe.Add(dst, n-1), 1)
+		flushed += f
+	}
+	return flushed, nil
+}
+
+var pageSize = uintptr(os.Getpagesize())
+
+// msyncRange msyncs (MS_SYNC) the pages covering [p, p+n) of a mapping.
+func msyncRange(p unsafe.Pointer, n uintptr) error {
+	if n == 0 {
+		return nil
+	}
+	off := uintptr(p) & (pageSize - 1)
+	b := unsafe.Slice((*byte)(unsafe.Add(p, -int(off))), (off+n+pageSize-1)&^(pageSize-1))
+	return unix.Msync(b, unix.MS_SYNC)
 }

@@ -2,70 +2,98 @@
 
 package wal
 
-import "unsafe"
+import (
+	"unsafe"
 
-// Flush instructions, in order of preference.
-const (
-	flushCLWB = iota
-	flushCLFLUSHOPT
-	flushCLFLUSH
+	"golang.org/x/sys/cpu"
 )
-
-// flushKind is chosen once at start-up by CPUID and never changed.
-var flushKind = detectFlush()
 
 // cpuid executes CPUID with the given leaf and subleaf.
 func cpuid(leaf, sub uint32) (eax, ebx, ecx, edx uint32)
 
-// clwbLines, clflushoptLines and clflushLines write back n cache lines
-// starting at the line-aligned address p. They do not fence.
-func clwbLines(p uintptr, n uintptr)
-func clflushoptLines(p uintptr, n uintptr)
-func clflushLines(p uintptr, n uintptr)
+// flushLines writes back lines cache lines from the line-aligned address
+// start with CLWB (kind 0), CLFLUSHOPT (1) or CLFLUSH (2). It does not fence.
+func flushLines(kind int, start, lines uintptr)
 
-// sfence orders every earlier store and CLWB/CLFLUSHOPT before later stores.
+// storeNT copies n bytes from src to dst: MOVNTI for whole aligned words of
+// dst, 32-byte VMOVNTDQ for aligned runs when hasAVX2, plain byte stores
+// for an unaligned head and tail. It does not fence.
+//
+//go:noescape
+func storeNT(dst, src unsafe.Pointer, n uintptr)
+
+// sfence orders every earlier store, non-temporal store and CLWB/CLFLUSHOPT
+// before any later store: once it retires they are in the persistence domain.
 func sfence()
-
-func detectFlush() int {
-	maxLeaf, _, _, _ := cpuid(0, 0)
-	if maxLeaf >= 7 {
-		_, ebx, _, _ := cpuid(7, 0)
-		if ebx&(1<<24) != 0 {
-			return flushCLWB
-		}
-		if ebx&(1<<23) != 0 {
-			return flushCLFLUSHOPT
-		}
-	}
-	// CLFLUSH (leaf 1 EDX bit 19) is part of SSE2, which every amd64 CPU has.
-	return flushCLFLUSH
-}
-
-func flushRange(p unsafe.Pointer, n uintptr) error {
-	start, lines := lineSpan(p, n)
-	if lines == 0 {
-		return nil
-	}
-	switch flushKind {
-	case flushCLWB:
-		clwbLines(start, lines)
-	case flushCLFLUSHOPT:
-		clflushoptLines(start, lines)
-	default:
-		clflushLines(start, lines)
-	}
-	return nil
-}
 
 func drain() { sfence() }
 
-func flushInstruction() string {
-	switch flushKind {
-	case flushCLWB:
-		return "clwb"
-	case flushCLFLUSHOPT:
-		return "clflushopt"
-	default:
-		return "clflush"
+// hasAVX2 is read by storeNT; set once at start-up.
+var hasAVX2 = cpu.X86.HasAVX2
+
+// cpuFeatures holds the CPUID bits this file selects on, read once.
+var cpuFeatures = func() (f struct{ clwb, clflushopt bool }) {
+	if maxLeaf, _, _, _ := cpuid(0, 0); maxLeaf >= 7 {
+		_, ebx, _, _ := cpuid(7, 0)
+		f.clwb = ebx&(1<<24) != 0
+		f.clflushopt = ebx&(1<<23) != 0
 	}
+	return f
+}()
+
+// defaultFlush prefers CLWB (the line stays cached for readers), then
+// CLFLUSHOPT, then CLFLUSH (leaf 1 EDX bit 19, part of SSE2, which every
+// amd64 CPU has; it is ordered by itself and serialising, so slowest).
+func defaultFlush() int {
+	switch {
+	case cpuFeatures.clwb:
+		return flushCLWB
+	case cpuFeatures.clflushopt:
+		return flushCLFLUSHOPT
+	}
+	return flushCLFLUSH
+}
+
+func flushSupported(kind int) bool {
+	switch kind {
+	case flushCLWB:
+		return cpuFeatures.clwb
+	case flushCLFLUSHOPT:
+		return cpuFeatures.clflushopt
+	case flushCLFLUSH:
+		return true
+	}
+	return false
+}
+
+func ntSupported() bool { return true }
+
+func ntStoresName(ntMin int) string {
+	switch {
+	case ntMin < 0:
+		return ""
+	case hasAVX2:
+		return "vmovntdq"
+	}
+	return "movnti"
+}
+
+// cpuVendor returns the CPUID vendor string, such as "AuthenticAMD".
+func cpuVendor() string {
+	_, b, c, d := cpuid(0, 0)
+	var v [12]byte
+	for i := 0; i < 4; i++ {
+		v[i], v[4+i], v[8+i] = byte(b>>(8*i)), byte(d>>(8*i)), byte(c>>(8*i))
+	}
+	return string(v[:])
+}
+
+// defaultNTThreshold is the payload size from which non-temporal stores
+// beat stores plus write-back, per vendor, as measured by
+// BenchmarkPersistCopy (see README): on AMD Zen they win at every size.
+func defaultNTThreshold() int {
+	if cpuVendor() == "AuthenticAMD" {
+		return 0
+	}
+	return 256
 }

@@ -2,29 +2,27 @@
 
 package wal
 
-import (
-	"os"
-	"unsafe"
+import "unsafe"
 
-	"golang.org/x/sys/unix"
-)
+// The portable path has no cache-line instructions: every flush is an
+// msync of the pages (flushMsync), complete on return. Persistence is
+// never skipped; an msync error reaches the caller.
 
-var pageSize = uintptr(os.Getpagesize())
+// flushLines is never reached here (hw.flush is always flushMsync), but if it
+// were it would still persist: it msyncs the lines' pages.
+func flushLines(kind int, start, lines uintptr) {
+	_ = msyncRange(unsafe.Add(unsafe.Pointer(nil), start), lines*cacheLine) //nolint:govet
+}
 
-// flushRange has no cache-line instructions to use here, so it makes the
-// range durable at once with msync(MS_SYNC) of the pages that cover it.
-// Persistence is never skipped: an msync error is returned to the caller.
-func flushRange(p unsafe.Pointer, n uintptr) error {
-	if n == 0 {
-		return nil
-	}
-	a := uintptr(p)
-	start := a &^ (pageSize - 1)
-	end := (a + n + pageSize - 1) &^ (pageSize - 1)
-	b := unsafe.Slice((*byte)(unsafe.Pointer(start)), end-start) //nolint:govet // address inside a live mapping
-	return unix.Msync(b, unix.MS_SYNC)
+func storeNT(dst, src unsafe.Pointer, n uintptr) {
+	copy(unsafe.Slice((*byte)(dst), n), unsafe.Slice((*byte)(src), n))
 }
 
 func drain() {}
 
-func flushInstruction() string { return "msync" }
+func defaultFlush() int            { return flushMsync }
+func flushSupported(kind int) bool { return false }
+func ntSupported() bool            { return false }
+func ntStoresName(int) string      { return "" }
+func cpuVendor() string            { return "" }
+func defaultNTThreshold() int      { return -1 }

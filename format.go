@@ -51,23 +51,36 @@ func readRecHeader(b []byte) recHeader {
 	}
 }
 
-// putRecord encodes one record into dst, which must be recSize(len(data))
-// bytes long. The checksum covers bytes 8 .. 32+len(data) (header after the
-// checksum field, then the payload) and is XORed with the segment's salt,
-// so a record written under another salt never verifies.
+// encodeRecHeader fills the 32-byte header of a record, checksum included.
+func encodeRecHeader(hdr []byte, salt, index uint64, data []byte, batchLeft, batchPos uint32) {
+	_ = hdr[recHeaderSize-1]
+	le.PutUint64(hdr[8:], index)
+	le.PutUint32(hdr[16:], uint32(len(data)))
+	le.PutUint32(hdr[20:], batchLeft)
+	le.PutUint32(hdr[24:], batchPos)
+	le.PutUint32(hdr[28:], 0)
+	le.PutUint64(hdr[0:], recordSum(hdr, data, salt))
+}
+
+// recordSum is a record's checksum: xxhash64 of the 24 header bytes after
+// the checksum field followed by xxhash64 of the payload (8 bytes, little
+// endian), XORed with the segment's salt, so a record written under
+// another salt never verifies. Hashing the payload on its own lets the
+// append path checksum the caller's bytes in place and write the record
+// with non-temporal stores, without reading the mapping back.
+func recordSum(hdr, data []byte, salt uint64) uint64 {
+	var b [32]byte
+	copy(b[:24], hdr[8:recHeaderSize])
+	le.PutUint64(b[24:], xxhash.Sum64(data))
+	return xxhash.Sum64(b[:]) ^ salt
+}
+
+// putRecord writes one record into dst (recSize(len(data)) bytes of the
+// mapping) with plain stores: header, payload, zero padding.
 func putRecord(dst []byte, salt, index uint64, data []byte, batchLeft, batchPos uint32) {
-	_ = dst[recHeaderSize-1]
-	le.PutUint64(dst[8:], index)
-	le.PutUint32(dst[16:], uint32(len(data)))
-	le.PutUint32(dst[20:], batchLeft)
-	le.PutUint32(dst[24:], batchPos)
-	le.PutUint32(dst[28:], 0)
+	encodeRecHeader(dst, salt, index, data, batchLeft, batchPos)
 	n := copy(dst[recHeaderSize:], data)
-	end := recHeaderSize + n
-	for i := end; i < len(dst); i++ { // padding up to the 8-byte boundary
-		dst[i] = 0
-	}
-	le.PutUint64(dst[0:], xxhash.Sum64(dst[8:end])^salt)
+	clear(dst[recHeaderSize+n:])
 }
 
 // segHeader is the decoded first cache line of a segment file.

@@ -9,8 +9,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-
-	"github.com/cespare/xxhash/v2"
 )
 
 // recover rebuilds the log's state from the directory (Open, before the Log
@@ -51,7 +49,7 @@ func (l *Log) recover() error {
 			cutAt, cutErr = i, fmt.Errorf("%w: segment %d missing before %s", ErrCorrupt, seqs[i-1]+1, path)
 			break
 		}
-		s, err := openSegment(path, seq, want)
+		s, err := openSegment(path, seq, want, &l.hw)
 		if err != nil && !errors.Is(err, errBadHeader) {
 			closeAll(segs, spare)
 			return err
@@ -297,7 +295,7 @@ func checkRecord(s *segment, off int, idx uint64) (recHeader, string) {
 
 func recordSumOK(s *segment, off int, h recHeader) bool {
 	end := off + recHeaderSize + int(h.length)
-	return xxhash.Sum64(s.mem[off+8:end])^s.hdr.salt == h.sum
+	return recordSum(s.mem[off:off+recHeaderSize], s.mem[off+recHeaderSize:end], s.hdr.salt) == h.sum
 }
 
 // lastNonZero returns the end of the last 8-byte word in mem[from:to] (to

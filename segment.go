@@ -23,6 +23,7 @@ type segment struct {
 	mode  Persist // PersistDAX, PersistCacheFlush or PersistMsync
 	first uint64  // index of the first record; 0 while not activated
 	offs  []uint32
+	hw    *hw // how to flush, for the persistent-memory modes
 }
 
 const (
@@ -124,7 +125,7 @@ var errBadHeader = errors.New("bad segment header")
 // openSegment opens and maps a segment file. want is PersistAuto (try
 // MAP_SYNC, fall back to a page-cache mapping), PersistDAX (MAP_SYNC or
 // ErrNotDAX), PersistCacheFlush or PersistMsync.
-func openSegment(path string, seq uint64, want Persist) (*segment, error) {
+func openSegment(path string, seq uint64, want Persist, h *hw) (*segment, error) {
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
 		return nil, fmt.Errorf("wal: open segment: %w", err)
@@ -134,6 +135,7 @@ func openSegment(path string, seq uint64, want Persist) (*segment, error) {
 		f.Close()
 		return nil, err
 	}
+	s.hw = h
 	return s, nil
 }
 
@@ -195,7 +197,7 @@ func (s *segment) persist(off, n int) error {
 	if s.mode == PersistMsync {
 		return s.msync(off, n)
 	}
-	if err := flushRange(unsafe.Pointer(&s.mem[off]), uintptr(n)); err != nil {
+	if _, err := s.hw.flushRange(unsafe.Pointer(&s.mem[off]), uintptr(n)); err != nil {
 		return fmt.Errorf("wal: flush %s at offset %d: %w", s.path, off, err)
 	}
 	drain()

@@ -21,6 +21,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 )
 
 // Errors returned by the log. They are wrapped with context (file, offset,
@@ -135,6 +136,7 @@ type Log struct {
 	lockFile *os.File
 	report   RecoveryReport
 	logger   *slog.Logger
+	hw       hw // flush instruction, eADR, non-temporal threshold
 
 	// closeMu is held shared by every operation that touches a mapping and
 	// exclusively by Close, so nothing is unmapped under a reader.
@@ -163,6 +165,8 @@ type Log struct {
 	durable uint64 // every index <= durable is durable: LastIndex
 	dOff    int
 	syncing bool // an msync leader is at work
+
+	flushedLines uint64 // cache lines written back by appends (tests check none is redundant)
 
 	syncHook func() error // tests: fail the next group commit
 }
@@ -228,12 +232,15 @@ func Open(dir string, opts *Options) (*Log, error) {
 	if err := os.MkdirAll(dir, dirMode); err != nil {
 		return nil, fmt.Errorf("wal: %w", err)
 	}
-	lf, err := lockDir(dir, o.FileMode)
+	h, err := resolveHW("/sys")
 	if err != nil {
 		return nil, err
 	}
-	l := &Log{dir: dir, opts: o, lockFile: lf, logger: o.Logger}
+	l := &Log{dir: dir, opts: o, logger: o.Logger, hw: h}
 	l.cond.L = &l.mu
+	if l.lockFile, err = lockDir(dir, o.FileMode); err != nil {
+		return nil, err
+	}
 	start := time.Now()
 	if err := l.recover(); err != nil {
 		l.closeFiles()
@@ -259,9 +266,9 @@ func (l *Log) Recovery() RecoveryReport {
 	return r
 }
 
-// FlushInstruction names how this build and CPU write cache lines back:
-// "clwb", "clflushopt", "clflush", or "msync" on the portable path.
-func FlushInstruction() string { return flushInstruction() }
+// Hardware reports how this Log makes appends durable on the persistent
+// memory paths: flush instruction, eADR and non-temporal threshold.
+func (l *Log) Hardware() Hardware { return l.hw.describe() }
 
 // FirstIndex returns the index of the first record. For an empty log it is
 // one more than LastIndex.
@@ -336,23 +343,81 @@ func (l *Log) append(one []byte, many [][]byte) (uint64, error) {
 		return 0, err
 	}
 	// Copy, checksum and flush outside the lock.
-	mem := seg.mem
-	salt := seg.hdr.salt
-	if many == nil {
-		putRecord(mem[off:off+total], salt, first, one, 0, 0)
-	} else {
-		p := off
-		for i, r := range many {
-			n := recSize(len(r))
-			putRecord(mem[p:p+n], salt, first+uint64(i), r, uint32(count-1-i), uint32(p-off))
-			p += n
-		}
-	}
+	var flushed int
 	var perr error
-	if seg.mode != PersistMsync {
-		perr = seg.persist(off, total)
+	if many == nil {
+		flushed, perr = l.writeRecords(seg, off, first, one, nil)
+	} else {
+		flushed, perr = l.writeRecords(seg, off, first, nil, many)
 	}
-	return first, l.commit(rs, first+uint64(count)-1, perr)
+	return first, l.commit(rs, first+uint64(count)-1, flushed, perr)
+}
+
+// writeRecords writes one record (one) or a batch (many) at off and, on the
+// persistent-memory paths, makes it durable: payloads of at least the
+// non-temporal threshold go out with non-temporal stores, the rest with
+// plain stores whose lines are written back, each line once, followed by
+// one fence for the whole batch. With msync it only copies; commit syncs.
+func (l *Log) writeRecords(seg *segment, off int, first uint64, one []byte, many [][]byte) (flushed int, err error) {
+	msync := seg.mode == PersistMsync
+	ntMin := l.hw.ntMin
+	if msync {
+		ntMin = -1
+	}
+	salt, mem := seg.hdr.salt, seg.mem
+	pending := off // start of plain-stored bytes not yet flushed
+	p := off
+	count := 1
+	if many != nil {
+		count = len(many)
+	}
+	for i := 0; i < count; i++ {
+		data := one
+		if many != nil {
+			data = many[i]
+		}
+		n := recSize(len(data))
+		left, pos := uint32(count-1-i), uint32(p-off)
+		if ntMin < 0 || len(data) < ntMin {
+			putRecord(mem[p:p+n], salt, first+uint64(i), data, left, pos)
+			p += n
+			continue
+		}
+		if !msync && p > pending {
+			f, err := l.hw.flushRange(unsafe.Pointer(&mem[pending]), uintptr(p-pending))
+			if err != nil {
+				return flushed, err
+			}
+			flushed += f
+		}
+		var hdr [recHeaderSize]byte
+		encodeRecHeader(hdr[:], salt, first+uint64(i), data, left, pos)
+		f, _ := l.hw.copyNT(unsafe.Pointer(&mem[p]), unsafe.Pointer(&hdr), recHeaderSize)
+		flushed += f
+		whole := len(data) &^ (recAlign - 1)
+		f, _ = l.hw.copyNT(unsafe.Pointer(&mem[p+recHeaderSize]), unsafe.Pointer(unsafe.SliceData(data)), uintptr(whole))
+		flushed += f
+		if whole < len(data) { // the last partial word, zero padded
+			var w [recAlign]byte
+			copy(w[:], data[whole:])
+			f, _ = l.hw.copyNT(unsafe.Pointer(&mem[p+recHeaderSize+whole]), unsafe.Pointer(&w), recAlign)
+			flushed += f
+		}
+		p += n
+		pending = p
+	}
+	if msync {
+		return 0, nil
+	}
+	if p > pending {
+		f, err := l.hw.flushRange(unsafe.Pointer(&mem[pending]), uintptr(p-pending))
+		if err != nil {
+			return flushed, fmt.Errorf("wal: flush %s at offset %d: %w", seg.path, pending, err)
+		}
+		flushed += f
+	}
+	drain()
+	return flushed, nil
 }
 
 // reserve assigns indexes and space for total bytes of count records,
@@ -424,12 +489,13 @@ func (l *Log) growRing() {
 // commit marks reservation rs as written and returns once index last is
 // durable. With msync the appenders share one msync per round (group
 // commit): whoever finds no sync running syncs everything written so far.
-func (l *Log) commit(rs uint64, last uint64, perr error) error {
+func (l *Log) commit(rs uint64, last uint64, flushed int, perr error) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if perr != nil {
 		l.fail(perr)
 	}
+	l.flushedLines += uint64(flushed)
 	l.ring[rs&uint64(len(l.ring)-1)].done = true
 	advanced := false
 	for l.rhead < l.rseq {
@@ -544,7 +610,7 @@ func (l *Log) prepareSegment(seq uint64) (*segment, error) {
 			return nil, err
 		}
 	}
-	s, err := openSegment(path, seq, l.persist)
+	s, err := openSegment(path, seq, l.persist, &l.hw)
 	if err == nil && s.mode != PersistMsync {
 		s.prefault()
 	}

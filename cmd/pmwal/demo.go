@@ -53,7 +53,8 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(stdout, "log directory:    %s\n", *dir)
-	fmt.Fprintf(stdout, "persistence path: %s (asked for %s; flush instruction %s)\n", l.Persist(), mode, wal.FlushInstruction())
+	hw := l.Hardware()
+	fmt.Fprintf(stdout, "persistence path: %s (asked for %s; on persistent memory: flush %s, non-temporal stores from %d bytes)\n", l.Persist(), mode, hw.Flush, hw.NTThreshold)
 	start := time.Now()
 	n := uint64(*records)
 	for i := uint64(1); i <= n-10; i++ {
