@@ -307,6 +307,9 @@ func (l *Log) AppendBatch(records [][]byte) (uint64, error) {
 		if l.closed {
 			return 0, ErrClosed
 		}
+		if l.failed != nil {
+			return 0, l.failed
+		}
 		return l.next, nil
 	}
 	return l.append(nil, records)
