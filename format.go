@@ -2,6 +2,7 @@ package wal
 
 import (
 	"encoding/binary"
+	"fmt"
 
 	"github.com/cespare/xxhash/v2"
 )
@@ -142,4 +143,36 @@ func activationCheck(salt, first uint64) uint64 {
 	le.PutUint64(b[0:], salt)
 	le.PutUint64(b[8:], first)
 	return xxhash.Sum64(b[:]) | 1 // never zero: an all-zero block is never valid
+}
+
+// META: the log's first index, in a 32-byte file replaced atomically.
+const (
+	metaName  = "META"
+	metaMagic = "PMWALMET"
+	metaSize  = 32
+)
+
+func encodeMeta(b []byte, first uint64) {
+	_ = b[metaSize-1]
+	copy(b[0:8], metaMagic)
+	le.PutUint32(b[8:], formatVersion)
+	le.PutUint32(b[12:], 0)
+	le.PutUint64(b[16:], first)
+	le.PutUint64(b[24:], xxhash.Sum64(b[0:24]))
+}
+
+func decodeMeta(b []byte) (first uint64, why string) {
+	switch {
+	case len(b) != metaSize:
+		return 0, fmt.Sprintf("%d bytes, want %d", len(b), metaSize)
+	case string(b[0:8]) != metaMagic:
+		return 0, "bad magic"
+	case xxhash.Sum64(b[0:24]) != le.Uint64(b[24:]):
+		return 0, "checksum mismatch"
+	case le.Uint32(b[8:]) != formatVersion || le.Uint32(b[12:]) != 0:
+		return 0, "unsupported version"
+	case le.Uint64(b[16:]) == 0:
+		return 0, "first index 0"
+	}
+	return le.Uint64(b[16:]), ""
 }

@@ -4,8 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"math"
-	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -15,94 +15,119 @@ import (
 // is shared). The repair paths are kept here, out of the read and append
 // paths.
 func (l *Log) recover() error {
-	entries, err := os.ReadDir(l.dir)
+	seqs, err := l.listSegments()
 	if err != nil {
-		return fmt.Errorf("wal: read directory: %w", err)
+		return err
 	}
-	var seqs []uint64
-	for _, e := range entries {
-		name := e.Name()
-		if strings.HasSuffix(name, tmpSuffix) {
-			if _, ok := parseSegName(strings.TrimSuffix(name, tmpSuffix) + segSuffix); ok {
-				// An interrupted segment preparation: it never held a record.
-				if err := os.Remove(filepath.Join(l.dir, name)); err != nil {
-					return fmt.Errorf("wal: remove %s: %w", name, err)
-				}
-				l.note("removed an unfinished segment preparation", "file", name)
-				continue
+	want := l.opts.Persist
+	type slot struct {
+		s      *segment // nil when the header does not describe the file
+		bad    error    // why the header is bad
+		unused bool     // certainly never held a record
+	}
+	slots := make([]slot, len(seqs))
+	closeSlots := func(from int) {
+		for i := from; i < len(slots); i++ {
+			if slots[i].s != nil {
+				slots[i].s.close()
+				slots[i].s = nil
 			}
 		}
-		if seq, ok := parseSegName(name); ok && e.Type().IsRegular() {
-			seqs = append(seqs, seq)
-		}
 	}
-	sort.Slice(seqs, func(i, j int) bool { return seqs[i] < seqs[j] })
-
-	want := l.opts.Persist
-	var segs []*segment // activated, in order
-	var spare *segment
-	cutAt := -1 // index in seqs of the first file that must go
-	var cutErr error
+	lastAct := -1 // the last activated segment
 	for i, seq := range seqs {
-		path := l.segPath(seq)
-		if i > 0 && seq != seqs[i-1]+1 {
-			cutAt, cutErr = i, fmt.Errorf("%w: segment %d missing before %s", ErrCorrupt, seqs[i-1]+1, path)
-			break
-		}
-		s, err := openSegment(path, seq, want, &l.hw)
+		s, err := openSegment(l.media, l.segPath(seq), seq, want)
 		if err != nil && !errors.Is(err, errBadHeader) {
-			closeAll(segs, spare)
+			closeSlots(0)
 			return err
 		}
 		if err == nil && want == PersistAuto {
 			want = s.mode
 		}
-		unused := err != nil && holdsNothing(path, seq) || err == nil && s.first == 0
-		if unused || spare != nil {
-			// From the first never-activated file on, nothing may be activated.
-			if !unused {
-				s.close()
-				cutAt, cutErr = i, fmt.Errorf("%w: %s: activated segment follows a never-activated one", ErrCorrupt, path)
-				break
-			}
-			if err == nil && spare == nil && int64(s.size()) == l.opts.SegmentSize {
-				spare = s
-				continue
-			}
-			if s != nil {
-				s.close()
-			}
-			if rerr := os.Remove(path); rerr != nil {
-				closeAll(segs, spare)
-				return fmt.Errorf("wal: remove %s: %w", path, rerr)
-			}
-			l.note("removed a segment file that never held records", "file", path)
-			continue
-		}
+		slots[i] = slot{s: s, bad: err}
 		if err != nil {
-			cutAt, cutErr = i, fmt.Errorf("%w: %w", ErrCorrupt, err)
+			slots[i].unused = holdsNothing(l.media, l.segPath(seq), seq)
+		} else if s.first == 0 {
+			// Not activated. Records start at segHeaderSize, and nothing is
+			// written further than the in-flight bound past them, so a
+			// segment that ever held a record is not zero there: its
+			// activation block was damaged, and it is corrupt.
+			if end := min(s.size(), segHeaderSize+int(s.hdr.bound)); lastNonZero(s.mem, segHeaderSize, end) == segHeaderSize {
+				slots[i].unused = true
+			} else {
+				slots[i].bad = fmt.Errorf("%s: activation block does not verify, yet the segment holds data", s.path)
+			}
+		} else {
+			lastAct = i
+		}
+	}
+	var firstSeg *segment
+	if lastAct >= 0 {
+		firstSeg = slots[0].s
+	}
+	first, err := l.recoverMeta(firstSeg)
+	if err != nil {
+		closeSlots(0)
+		return err
+	}
+	// The files must be: activated segments with consecutive sequence
+	// numbers and rising first indexes, the first holding the log's first
+	// index, then at most never-used ones.
+	cutAt := -1
+	var cutErr error
+	for i, seq := range seqs {
+		path, sl := l.segPath(seq), slots[i]
+		switch {
+		case i == 0 && lastAct >= 0 && sl.s != nil && sl.s.first > first:
+			cutErr = fmt.Errorf("%w: %s starts at record %d but %s says the log starts at %d: records %d..%d are missing",
+				ErrCorrupt, path, sl.s.first, metaName, first, first, sl.s.first-1)
+		case i > 0 && seq != seqs[i-1]+1:
+			cutErr = fmt.Errorf("%w: segment %d missing before %s", ErrCorrupt, seqs[i-1]+1, path)
+		case sl.bad != nil && !sl.unused:
+			cutErr = fmt.Errorf("%w: %w", ErrCorrupt, sl.bad)
+		case i < lastAct && sl.unused:
+			cutErr = fmt.Errorf("%w: %s: not activated, yet a later segment is: its activation block is damaged", ErrCorrupt, path)
+		case i > 0 && i <= lastAct && sl.s.first < slots[i-1].s.first:
+			cutErr = fmt.Errorf("%w: %s: first index %d below the previous segment's %d", ErrCorrupt, path, sl.s.first, slots[i-1].s.first)
+		}
+		if cutErr != nil {
+			cutAt = i
 			break
 		}
-		if n := len(segs); n > 0 && s.first < segs[n-1].first {
-			s.close()
-			cutAt, cutErr = i, fmt.Errorf("%w: %s: first index %d below the previous segment's %d", ErrCorrupt, path, s.first, segs[n-1].first)
-			break
-		}
-		segs = append(segs, s)
 	}
 	if cutErr != nil {
 		if !l.opts.RepairCorruption {
-			closeAll(segs, spare)
+			closeSlots(0)
 			return cutErr
 		}
-		if spare != nil {
-			spare.close()
-			spare = nil
-		}
+		closeSlots(cutAt)
 		if err := l.removeFiles(seqs[cutAt:], cutErr); err != nil {
-			closeAll(segs, nil)
+			closeSlots(0)
 			return err
 		}
+		seqs, slots = seqs[:cutAt], slots[:cutAt]
+		lastAct = min(lastAct, cutAt-1)
+	}
+	var segs []*segment // activated, in order
+	var spare *segment
+	for i, sl := range slots {
+		if i <= lastAct {
+			segs = append(segs, sl.s)
+			continue
+		}
+		if sl.s != nil && spare == nil && int64(sl.s.size()) == l.opts.SegmentSize && (lastAct < 0 || i == lastAct+1) {
+			spare = sl.s
+			continue
+		}
+		if sl.s != nil {
+			sl.s.close()
+		}
+		path := l.segPath(seqs[i])
+		if err := l.media.Remove(path); err != nil {
+			closeAll(segs, spare)
+			return fmt.Errorf("wal: remove %s: %w", path, err)
+		}
+		l.note("removed a segment file that never held records", "file", path)
 	}
 	if want == PersistAuto { // no segment could be opened: decide with the first new one
 		want = l.opts.Persist
@@ -122,7 +147,7 @@ func (l *Log) recover() error {
 			}
 			l.persist = s.mode
 		}
-		if err := s.activate(1); err != nil {
+		if err := s.activate(first); err != nil {
 			s.close()
 			return err
 		}
@@ -135,17 +160,107 @@ func (l *Log) recover() error {
 		return err
 	}
 	last := l.segs[len(l.segs)-1]
+	l.next = last.first + uint64(len(last.offs))
+	if err := l.checkFirst(first); err != nil {
+		closeAll(l.segs, l.spare)
+		l.segs, l.spare = nil, nil
+		return err
+	}
 	l.nextSeq = last.seq + 1
 	if l.spare != nil && l.spare.seq != l.nextSeq {
 		l.spare.close()
 		l.spare = nil
 	}
-	l.first = l.segs[0].first
-	l.next = last.first + uint64(len(last.offs))
 	l.written, l.durable = l.next-1, l.next-1
 	l.report.Segments = len(l.segs)
 	l.report.Records = l.next - l.first
 	return nil
+}
+
+// listSegments returns the sequence numbers of the directory's segment
+// files, in order, and removes unfinished preparations.
+func (l *Log) listSegments() ([]uint64, error) {
+	entries, err := l.media.ReadDir(l.dir)
+	if err != nil {
+		return nil, fmt.Errorf("wal: read directory: %w", err)
+	}
+	var seqs []uint64
+	for _, e := range entries {
+		name := e.Name()
+		if strings.HasSuffix(name, tmpSuffix) {
+			if _, ok := parseSegName(strings.TrimSuffix(name, tmpSuffix) + segSuffix); ok {
+				// An interrupted segment preparation: it never held a record.
+				if err := l.media.Remove(filepath.Join(l.dir, name)); err != nil {
+					return nil, fmt.Errorf("wal: remove %s: %w", name, err)
+				}
+				l.note("removed an unfinished segment preparation", "file", name)
+				continue
+			}
+		}
+		if seq, ok := parseSegName(name); ok && e.Type().IsRegular() {
+			seqs = append(seqs, seq)
+		}
+	}
+	sort.Slice(seqs, func(i, j int) bool { return seqs[i] < seqs[j] })
+	return seqs, nil
+}
+
+// recoverMeta reads the log's first index from META. A new log (no
+// activated segment, firstSeg nil) gets a META with first index 1. A log
+// with records and no valid META is corrupt; repair rebuilds META from the
+// first segment.
+func (l *Log) recoverMeta(firstSeg *segment) (uint64, error) {
+	path := filepath.Join(l.dir, metaName)
+	b, err := l.media.ReadFile(path)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return 0, fmt.Errorf("wal: read %s: %w", path, err)
+	}
+	first, why := uint64(1), ""
+	if err == nil {
+		if first, why = decodeMeta(b); why == "" {
+			return first, nil
+		}
+	} else if firstSeg != nil {
+		why = "missing"
+	}
+	if why != "" {
+		cause := fmt.Errorf("%w: %s: %s", ErrCorrupt, path, why)
+		if !l.opts.RepairCorruption {
+			return 0, cause
+		}
+		first = 1
+		if firstSeg != nil {
+			first = firstSeg.first
+		}
+		l.report.Repaired = true
+		l.note("repair: rebuilt META from the first segment", "file", path, "first", first, "reason", cause)
+	}
+	return first, l.writeMeta(first)
+}
+
+// checkFirst sets FirstIndex once the segments are scanned: META's first
+// index may not lie past the end of the log (repair could have cut it).
+func (l *Log) checkFirst(first uint64) error {
+	if first > l.next {
+		cause := fmt.Errorf("%w: %s says the log starts at %d, past its end at %d", ErrCorrupt, filepath.Join(l.dir, metaName), first, l.next-1)
+		if !l.opts.RepairCorruption {
+			return cause
+		}
+		first = l.next
+		l.report.Repaired = true
+		l.note("repair: moved the log's first index", "first", first, "reason", cause)
+		if err := l.writeMeta(first); err != nil {
+			return err
+		}
+	}
+	l.first = first
+	return nil
+}
+
+func (l *Log) writeMeta(first uint64) error {
+	var b [metaSize]byte
+	encodeMeta(b[:], first)
+	return l.media.ReplaceFile(filepath.Join(l.dir, metaName), b[:], l.opts.FileMode)
 }
 
 // scanAll verifies every record: sealed segments strictly, the last one with
@@ -214,6 +329,7 @@ func (l *Log) scanTail(s *segment) error {
 		end := lastNonZero(s.mem, commit, size)
 		l.report.DroppedBytes += int64(end - commit)
 		l.note("repair: cut the log at the last good record", "file", s.path, "offset", commit, "records", found, "reason", err)
+		l.tail, l.wOff, l.dOff = commit, commit, commit
 		return s.zero(commit, end)
 	}
 	end := lastNonZero(s.mem, commit, min(size, max(maxEnd, commit+bound)))
@@ -343,32 +459,33 @@ func (l *Log) cutAfter(i, commit int, stop uint64, cause error) error {
 func (l *Log) removeFiles(seqs []uint64, cause error) error {
 	for j := len(seqs) - 1; j >= 0; j-- {
 		path := l.segPath(seqs[j])
-		if st, err := os.Stat(path); err == nil {
-			l.report.DroppedBytes += st.Size()
+		if f, err := l.media.Open(path); err == nil {
+			l.report.DroppedBytes += f.Size()
+			f.Close()
 		}
-		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		if err := l.media.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("wal: repair: remove %s: %w", path, err)
 		}
 		l.report.Repaired = true
 		l.report.DroppedFiles = append(l.report.DroppedFiles, path)
 		l.note("repair: removed segment file", "file", path, "reason", cause)
 	}
-	return syncDir(l.dir)
+	return l.media.SyncDir(l.dir)
 }
 
 // holdsNothing reports whether a segment file that cannot be opened as a
 // segment certainly never held a record: it is empty or all zero, or its
 // header is intact and it was never activated (the log writes records into
 // a segment only after activating it durably).
-func holdsNothing(path string, seq uint64) bool {
-	f, err := os.Open(path)
+func holdsNothing(media Media, path string, seq uint64) bool {
+	f, err := media.Open(path)
 	if err != nil {
 		return false
 	}
 	defer f.Close()
 	var b [segHeaderSize]byte
-	n, err := io.ReadFull(f, b[:])
-	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+	n, err := f.ReadAt(b[:], 0)
+	if err != nil && !errors.Is(err, io.EOF) {
 		return false
 	}
 	if h, why := decodeSegHeader(b[:n]); why == "" && h.seq == seq {

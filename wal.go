@@ -15,13 +15,16 @@ package wal
 import (
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"log/slog"
+	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
 	"time"
-	"unsafe"
 )
 
 // Errors returned by the log. They are wrapped with context (file, offset,
@@ -113,6 +116,10 @@ type Options struct {
 	Logger *slog.Logger
 	// FileMode is the permission of new files (default 0600).
 	FileMode os.FileMode
+	// Media is the storage the log lives on. Nil means the operating
+	// system's files and mmap. Package github.com/pmwal/wal/fuzz provides a
+	// Media that simulates power failures under the real log code.
+	Media Media
 }
 
 // RecoveryReport says what Open found and what it discarded.
@@ -133,7 +140,8 @@ type Log struct {
 	dir      string
 	opts     Options
 	persist  Persist
-	lockFile *os.File
+	lockFile io.Closer
+	media    Media
 	report   RecoveryReport
 	logger   *slog.Logger
 	hw       hw // flush instruction, eADR, non-temporal threshold
@@ -229,16 +237,19 @@ func Open(dir string, opts *Options) (*Log, error) {
 	if o.FileMode&0o004 != 0 {
 		dirMode |= 0o001
 	}
-	if err := os.MkdirAll(dir, dirMode); err != nil {
-		return nil, fmt.Errorf("wal: %w", err)
-	}
 	h, err := resolveHW("/sys")
 	if err != nil {
 		return nil, err
 	}
-	l := &Log{dir: dir, opts: o, logger: o.Logger, hw: h}
+	l := &Log{dir: dir, opts: o, logger: o.Logger, hw: h, media: o.Media}
+	if l.media == nil {
+		l.media = &osMedia{hw: &l.hw}
+	}
 	l.cond.L = &l.mu
-	if l.lockFile, err = lockDir(dir, o.FileMode); err != nil {
+	if err := l.media.MkdirAll(dir, dirMode); err != nil {
+		return nil, fmt.Errorf("wal: %w", err)
+	}
+	if l.lockFile, err = l.media.Lock(dir, o.FileMode); err != nil {
 		return nil, err
 	}
 	start := time.Now()
@@ -367,7 +378,7 @@ func (l *Log) writeRecords(seg *segment, off int, first uint64, one []byte, many
 	if msync {
 		ntMin = -1
 	}
-	salt, mem := seg.hdr.salt, seg.mem
+	salt, mem, m := seg.hdr.salt, seg.mem, seg.m
 	pending := off // start of plain-stored bytes not yet flushed
 	p := off
 	count := 1
@@ -386,25 +397,18 @@ func (l *Log) writeRecords(seg *segment, off int, first uint64, one []byte, many
 			p += n
 			continue
 		}
-		if !msync && p > pending {
-			f, err := l.hw.flushRange(unsafe.Pointer(&mem[pending]), uintptr(p-pending))
-			if err != nil {
-				return flushed, err
-			}
-			flushed += f
+		if p > pending {
+			flushed += m.Flush(pending, p-pending)
 		}
 		var hdr [recHeaderSize]byte
 		encodeRecHeader(hdr[:], salt, first+uint64(i), data, left, pos)
-		f, _ := l.hw.copyNT(unsafe.Pointer(&mem[p]), unsafe.Pointer(&hdr), recHeaderSize)
-		flushed += f
+		flushed += m.StoreNT(p, hdr[:])
 		whole := len(data) &^ (recAlign - 1)
-		f, _ = l.hw.copyNT(unsafe.Pointer(&mem[p+recHeaderSize]), unsafe.Pointer(unsafe.SliceData(data)), uintptr(whole))
-		flushed += f
+		flushed += m.StoreNT(p+recHeaderSize, data[:whole])
 		if whole < len(data) { // the last partial word, zero padded
 			var w [recAlign]byte
 			copy(w[:], data[whole:])
-			f, _ = l.hw.copyNT(unsafe.Pointer(&mem[p+recHeaderSize+whole]), unsafe.Pointer(&w), recAlign)
-			flushed += f
+			flushed += m.StoreNT(p+recHeaderSize+whole, w[:])
 		}
 		p += n
 		pending = p
@@ -413,13 +417,9 @@ func (l *Log) writeRecords(seg *segment, off int, first uint64, one []byte, many
 		return 0, nil
 	}
 	if p > pending {
-		f, err := l.hw.flushRange(unsafe.Pointer(&mem[pending]), uintptr(p-pending))
-		if err != nil {
-			return flushed, fmt.Errorf("wal: flush %s at offset %d: %w", seg.path, pending, err)
-		}
-		flushed += f
+		flushed += m.Flush(pending, p-pending)
 	}
-	drain()
+	m.Fence()
 	return flushed, nil
 }
 
@@ -608,19 +608,29 @@ func (l *Log) startPrepare() {
 
 func (l *Log) prepareSegment(seq uint64) (*segment, error) {
 	path := l.segPath(seq)
-	if _, err := os.Stat(path); err != nil {
-		if err := createSegmentFile(l.dir, seq, l.opts.SegmentSize, l.opts.InFlightBound, l.opts.FileMode); err != nil {
+	s, err := openSegment(l.media, path, seq, l.persist)
+	if errors.Is(err, fs.ErrNotExist) {
+		var salt uint64
+		for salt == 0 {
+			salt = rand.Uint64()
+		}
+		var hdr [segHeaderSize]byte
+		encodeSegHeader(hdr[:], segHeader{version: formatVersion, size: uint64(l.opts.SegmentSize), seq: seq, salt: salt, bound: uint64(l.opts.InFlightBound)})
+		if err := l.media.CreateSegment(path, l.opts.SegmentSize, hdr[:], l.opts.FileMode); err != nil {
 			return nil, err
 		}
+		s, err = openSegment(l.media, path, seq, l.persist)
 	}
-	s, err := openSegment(path, seq, l.persist, &l.hw)
-	if err == nil && s.mode != PersistMsync {
-		s.prefault()
+	if err != nil {
+		return nil, err
 	}
-	return s, err
+	if pf, ok := s.m.(interface{ prefault(from int) }); ok && s.first == 0 {
+		pf.prefault(segHeaderSize)
+	}
+	return s, nil
 }
 
-func (l *Log) segPath(seq uint64) string { return l.dir + string(os.PathSeparator) + segName(seq) }
+func (l *Log) segPath(seq uint64) string { return filepath.Join(l.dir, segName(seq)) }
 
 // Read returns a copy of the record at index. Outside [FirstIndex,
 // LastIndex] it returns ErrNotFound; a record whose bytes no longer match
@@ -709,7 +719,7 @@ func (l *Log) closeFiles() error {
 	}
 	l.segs, l.spare = nil, nil
 	if l.lockFile != nil {
-		keep(unlockDir(l.lockFile))
+		keep(l.lockFile.Close())
 		l.lockFile = nil
 	}
 	return err

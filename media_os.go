@@ -1,0 +1,259 @@
+package wal
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// osMedia is the default Media: real files, mmap, and the CPU's cache
+// write-back instructions chosen by hw.
+type osMedia struct {
+	hw *hw
+}
+
+func (m *osMedia) MkdirAll(dir string, perm fs.FileMode) error { return os.MkdirAll(dir, perm) }
+func (m *osMedia) ReadDir(dir string) ([]fs.DirEntry, error)   { return os.ReadDir(dir) }
+func (m *osMedia) Remove(path string) error                    { return os.Remove(path) }
+func (m *osMedia) ReadFile(path string) ([]byte, error)        { return os.ReadFile(path) }
+
+// ReplaceFile writes data under a temporary name, fsyncs it, renames it
+// over path and fsyncs the directory.
+func (m *osMedia) ReplaceFile(path string, data []byte, perm fs.FileMode) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, perm)
+	if err != nil {
+		return fmt.Errorf("wal: write %s: %w", path, err)
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("wal: write %s: %w", path, err)
+	}
+	return m.SyncDir(filepath.Dir(path))
+}
+
+// Lock takes an exclusive flock on dir/LOCK without waiting. flock locks
+// belong to the open file description, so a second Open in the same process
+// is refused just like one from another process.
+func (m *osMedia) Lock(dir string, perm fs.FileMode) (io.Closer, error) {
+	path := filepath.Join(dir, lockName)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, perm)
+	if err != nil {
+		return nil, fmt.Errorf("wal: lock %s: %w", path, err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, fmt.Errorf("%w: %s", ErrLocked, path)
+		}
+		return nil, fmt.Errorf("wal: lock %s: %w", path, err)
+	}
+	return f, nil // closing the descriptor releases the lock
+}
+
+// lockName is the file in a log directory that carries the advisory lock.
+const lockName = "LOCK"
+
+func (m *osMedia) SyncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("wal: sync directory: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("wal: sync directory %s: %w", dir, err)
+	}
+	return nil
+}
+
+// CreateSegment writes the file under a temporary name, allocates and
+// zero-fills it in full (so that no later page fault has to allocate a block
+// or convert an unwritten extent, which on a MAP_SYNC mapping would mean
+// SIGBUS when the disk is full), fsyncs it, renames it into place and fsyncs
+// the directory.
+func (m *osMedia) CreateSegment(path string, size int64, header []byte, perm fs.FileMode) error {
+	tmp := strings.TrimSuffix(path, segSuffix) + tmpSuffix
+	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, perm)
+	if err != nil {
+		return fmt.Errorf("wal: create segment: %w", err)
+	}
+	fail := func(err error) error {
+		f.Close()
+		os.Remove(tmp)
+		return fmt.Errorf("wal: create segment %s: %w", path, err)
+	}
+	ferr := unix.Fallocate(int(f.Fd()), 0, 0, size)
+	if ferr != nil && !errors.Is(ferr, unix.EOPNOTSUPP) && !errors.Is(ferr, unix.ENOSYS) {
+		return fail(ferr)
+	}
+	// On tmpfs fallocate already gives allocated, zeroed pages. Elsewhere
+	// (ext4, xfs) it leaves unwritten extents: write the zeros so that the
+	// blocks are really there.
+	zeroFill := ferr != nil || !isTmpfs(f)
+	chunk := make([]byte, 1<<20)
+	copy(chunk, header)
+	for off := int64(0); off < size; off += int64(len(chunk)) {
+		n := min(int64(len(chunk)), size-off)
+		if !zeroFill {
+			n = int64(len(header))
+		}
+		if _, err := f.WriteAt(chunk[:n], off); err != nil {
+			return fail(err)
+		}
+		if !zeroFill {
+			break
+		}
+		if off == 0 {
+			clear(chunk[:len(header)])
+		}
+	}
+	if err := f.Sync(); err != nil {
+		return fail(err)
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("wal: create segment %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("wal: create segment %s: %w", path, err)
+	}
+	return m.SyncDir(filepath.Dir(path))
+}
+
+func isTmpfs(f *os.File) bool {
+	var st unix.Statfs_t
+	return unix.Fstatfs(int(f.Fd()), &st) == nil && st.Type == unix.TMPFS_MAGIC
+}
+
+func (m *osMedia) Open(path string) (MediaFile, error) {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return nil, err
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return &osFile{File: f, size: st.Size(), hw: m.hw}, nil
+}
+
+type osFile struct {
+	*os.File
+	size int64
+	hw   *hw
+}
+
+func (f *osFile) Size() int64 { return f.size }
+
+func (f *osFile) Map(want Persist) (Mapping, error) {
+	fd, size := int(f.Fd()), int(f.size)
+	prot := unix.PROT_READ | unix.PROT_WRITE
+	m := &osMapping{f: f, hw: f.hw}
+	var err error
+	switch want {
+	case PersistAuto, PersistDAX:
+		m.mem, err = unix.Mmap(fd, 0, size, prot, unix.MAP_SHARED_VALIDATE|unix.MAP_SYNC|unix.MAP_POPULATE)
+		if err == nil {
+			m.mode = PersistDAX
+			return m, nil
+		}
+		if want == PersistDAX {
+			return nil, fmt.Errorf("%w: %s: mmap MAP_SYNC: %v", ErrNotDAX, f.Name(), err)
+		}
+		if !errors.Is(err, unix.EOPNOTSUPP) && !errors.Is(err, unix.EINVAL) {
+			return nil, fmt.Errorf("wal: mmap %s: %w", f.Name(), err)
+		}
+		want = PersistMsync
+	}
+	m.mem, err = unix.Mmap(fd, 0, size, prot, unix.MAP_SHARED|unix.MAP_POPULATE)
+	if err != nil {
+		return nil, fmt.Errorf("wal: mmap %s: %w", f.Name(), err)
+	}
+	m.mode = want
+	return m, nil
+}
+
+type osMapping struct {
+	f    *osFile
+	mem  []byte
+	mode Persist
+	hw   *hw
+}
+
+func (m *osMapping) Bytes() []byte    { return m.mem }
+func (m *osMapping) Persist() Persist { return m.mode }
+func (m *osMapping) Fence()           { drain() }
+
+func (m *osMapping) Flush(off, n int) int {
+	if n <= 0 {
+		return 0
+	}
+	k, _ := m.hw.flushRange(unsafe.Pointer(&m.mem[off]), uintptr(n))
+	return k
+}
+
+func (m *osMapping) StoreNT(off int, src []byte) int {
+	if len(src) == 0 {
+		return 0
+	}
+	_ = m.mem[off+len(src)-1]
+	k, _ := m.hw.copyNT(unsafe.Pointer(&m.mem[off]), unsafe.Pointer(&src[0]), uintptr(len(src)))
+	return k
+}
+
+func (m *osMapping) Sync(off, n int) error {
+	if n <= 0 {
+		return nil
+	}
+	start := off &^ (int(pageSize) - 1)
+	end := min((off+n+int(pageSize)-1)&^(int(pageSize)-1), len(m.mem))
+	return unix.Msync(m.mem[start:end], unix.MS_SYNC)
+}
+
+func (m *osMapping) Unmap() error {
+	if m.mem == nil {
+		return nil
+	}
+	err := unix.Munmap(m.mem)
+	m.mem = nil
+	return err
+}
+
+// prefault maps every page writable so that appends do not take a page
+// fault each time they cross into a new page. On tmpfs it also writes the
+// (still zero) data area once: there the first store to a fresh page is
+// what makes the host back it, and costs several microseconds that would
+// otherwise land on an append. Only for a segment that holds no record yet,
+// and not with msync, where it would only dirty page cache.
+func (m *osMapping) prefault(from int) {
+	if m.mode == PersistMsync {
+		return
+	}
+	if unix.Madvise(m.mem, unix.MADV_POPULATE_WRITE) != nil {
+		for off := int(pageSize) - 1; off < len(m.mem); off += int(pageSize) {
+			m.mem[off] = 0 // every page offset past the header is still zero
+		}
+	}
+	if isTmpfs(m.f.File) {
+		clear(m.mem[from:])
+	}
+}
