@@ -13,7 +13,10 @@ import (
 //
 // Paths are the ones the log builds: the directory given to Open joined
 // with a file name. A Media must be safe for concurrent use; the log
-// prepares the next segment in the background while appends run.
+// prepares the next segment in the background while appends run. A Media
+// that also has a method Deterministic() bool returning true gets that
+// preparation done inline instead, so that the order of its calls depends
+// only on the program's (a simulator replaying from a seed needs this).
 type Media interface {
 	// MkdirAll creates dir and its parents if they are missing.
 	MkdirAll(dir string, perm fs.FileMode) error

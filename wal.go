@@ -404,7 +404,9 @@ func (l *Log) writeRecords(seg *segment, off int, first uint64, one []byte, many
 		encodeRecHeader(hdr[:], salt, first+uint64(i), data, left, pos)
 		flushed += m.StoreNT(p, hdr[:])
 		whole := len(data) &^ (recAlign - 1)
-		flushed += m.StoreNT(p+recHeaderSize, data[:whole])
+		if whole > 0 {
+			flushed += m.StoreNT(p+recHeaderSize, data[:whole])
+		}
 		if whole < len(data) { // the last partial word, zero padded
 			var w [recAlign]byte
 			copy(w[:], data[whole:])
@@ -600,6 +602,11 @@ func (l *Log) startPrepare() {
 	ch := make(chan prepResult, 1)
 	l.prepCh = ch
 	seq := l.nextSeq
+	if d, ok := l.media.(interface{ Deterministic() bool }); ok && d.Deterministic() {
+		s, err := l.prepareSegment(seq)
+		ch <- prepResult{s, err}
+		return
+	}
 	go func() {
 		s, err := l.prepareSegment(seq)
 		ch <- prepResult{s, err}
