@@ -1,6 +1,7 @@
 package wal
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"strconv"
@@ -13,6 +14,7 @@ type segment struct {
 	path  string
 	f     MediaFile
 	m     Mapping
+	om    *osMapping // m, when it is the OS mapping: the append path calls it directly
 	mem   []byte // m.Bytes(): the whole file, mapped shared
 	hdr   segHeader
 	mode  Persist // PersistDAX, PersistCacheFlush or PersistMsync
@@ -67,6 +69,7 @@ func openSegment(media Media, path string, seq uint64, want Persist) (*segment, 
 		return nil, err
 	}
 	s := &segment{seq: seq, path: path, f: f, m: m, mem: m.Bytes(), hdr: h, mode: m.Persist()}
+	s.om, _ = m.(*osMapping)
 	if len(s.mem) != int(h.size) {
 		s.close()
 		return nil, fmt.Errorf("%w: %s: mapped %d bytes, header says %d", errBadHeader, path, len(s.mem), h.size)
@@ -86,8 +89,8 @@ func (s *segment) persist(off, n int) error {
 	if s.mode == PersistMsync {
 		return s.msync(off, n)
 	}
-	s.m.Flush(off, n)
-	s.m.Fence()
+	s.flush(off, n)
+	s.fence()
 	return nil
 }
 
@@ -119,6 +122,33 @@ func (s *segment) zero(off, end int) error {
 	}
 	clear(s.mem[off:end])
 	return s.persist(off, end-off)
+}
+
+// flush starts write-back of the lines covering mem[off:off+n].
+func (s *segment) flush(off, n int) int {
+	if s.om != nil {
+		return s.om.Flush(off, n)
+	}
+	return s.m.Flush(off, n)
+}
+
+// storeNT copies src to mem[off:] with non-temporal stores. The OS mapping
+// is called directly so that src (often a header on the caller's stack)
+// does not escape to the heap; another Media gets a copy.
+func (s *segment) storeNT(off int, src []byte) int {
+	if s.om != nil {
+		return s.om.StoreNT(off, src)
+	}
+	return s.m.StoreNT(off, bytes.Clone(src))
+}
+
+// fence waits until the segment's flushes and non-temporal stores are durable.
+func (s *segment) fence() {
+	if s.om != nil {
+		drain()
+		return
+	}
+	s.m.Fence()
 }
 
 // size is the segment's length in bytes.

@@ -378,7 +378,7 @@ func (l *Log) writeRecords(seg *segment, off int, first uint64, one []byte, many
 	if msync {
 		ntMin = -1
 	}
-	salt, mem, m := seg.hdr.salt, seg.mem, seg.m
+	salt, mem := seg.hdr.salt, seg.mem
 	pending := off // start of plain-stored bytes not yet flushed
 	p := off
 	count := 1
@@ -398,19 +398,19 @@ func (l *Log) writeRecords(seg *segment, off int, first uint64, one []byte, many
 			continue
 		}
 		if p > pending {
-			flushed += m.Flush(pending, p-pending)
+			flushed += seg.flush(pending, p-pending)
 		}
 		var hdr [recHeaderSize]byte
 		encodeRecHeader(hdr[:], salt, first+uint64(i), data, left, pos)
-		flushed += m.StoreNT(p, hdr[:])
+		flushed += seg.storeNT(p, hdr[:])
 		whole := len(data) &^ (recAlign - 1)
 		if whole > 0 {
-			flushed += m.StoreNT(p+recHeaderSize, data[:whole])
+			flushed += seg.storeNT(p+recHeaderSize, data[:whole])
 		}
 		if whole < len(data) { // the last partial word, zero padded
 			var w [recAlign]byte
 			copy(w[:], data[whole:])
-			flushed += m.StoreNT(p+recHeaderSize+whole, w[:])
+			flushed += seg.storeNT(p+recHeaderSize+whole, w[:])
 		}
 		p += n
 		pending = p
@@ -419,9 +419,9 @@ func (l *Log) writeRecords(seg *segment, off int, first uint64, one []byte, many
 		return 0, nil
 	}
 	if p > pending {
-		flushed += m.Flush(pending, p-pending)
+		flushed += seg.flush(pending, p-pending)
 	}
-	m.Fence()
+	seg.fence()
 	return flushed, nil
 }
 
