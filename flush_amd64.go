@@ -97,3 +97,13 @@ func defaultNTThreshold() int {
 	}
 	return 256
 }
+
+// xxhStripesNT stores and hashes the 32-byte stripes of src[:n] in one
+// pass (see xxh.go).
+//
+//go:noescape
+func xxhStripesNT(dst, src unsafe.Pointer, n uintptr, acc *[4]uint64)
+
+func (h *hw) stripesNT(dst unsafe.Pointer, b []byte, acc *[4]uint64) {
+	xxhStripesNT(dst, unsafe.Pointer(&b[0]), uintptr(len(b)), acc)
+}

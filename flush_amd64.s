@@ -129,3 +129,99 @@ done:
 TEXT ·sfence(SB), NOSPLIT, $0-0
 	SFENCE
 	RET
+
+// func xxhStripesNT(dst, src unsafe.Pointer, n uintptr, acc *[4]uint64)
+//
+// For each 32-byte stripe of src[:n] (n a multiple of 32): stores its four
+// words to dst with MOVNTI and feeds them to the four xxhash64 lanes in
+// acc, in the same pass. dst is 8-byte aligned.
+TEXT ·xxhStripesNT(SB), NOSPLIT, $0-32
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ n+16(FP), CX
+	MOVQ acc+24(FP), DX
+	MOVQ 0(DX), R8
+	MOVQ 8(DX), R9
+	MOVQ 16(DX), R10
+	MOVQ 24(DX), R11
+	MOVQ ·xxhPrimes+0(SB), R12
+	MOVQ ·xxhPrimes+8(SB), R13
+	SHRQ $5, CX
+	JZ   xxhdone
+	CMPB ·hasAVX2(SB), $0
+	JEQ  xxhloop
+	TESTQ $31, DI
+	JNZ  xxhloop
+
+	// dst is 32-byte aligned: one 32-byte non-temporal store per stripe.
+xxhvec:
+	VMOVDQU (SI), Y0
+	VMOVNTDQ Y0, (DI)
+	MOVQ    0(SI), AX
+	IMULQ   R13, AX
+	ADDQ    AX, R8
+	ROLQ    $31, R8
+	IMULQ   R12, R8
+	MOVQ    8(SI), AX
+	IMULQ   R13, AX
+	ADDQ    AX, R9
+	ROLQ    $31, R9
+	IMULQ   R12, R9
+	MOVQ    16(SI), AX
+	IMULQ   R13, AX
+	ADDQ    AX, R10
+	ROLQ    $31, R10
+	IMULQ   R12, R10
+	MOVQ    24(SI), AX
+	IMULQ   R13, AX
+	ADDQ    AX, R11
+	ROLQ    $31, R11
+	IMULQ   R12, R11
+	ADDQ $32, SI
+	ADDQ $32, DI
+	DECQ CX
+	JNZ  xxhvec
+	VZEROUPPER
+	JMP  xxhdone
+
+	// dst is 8-byte aligned: four MOVNTI per stripe.
+xxhloop:
+	MOVQ    0(SI), AX
+	MOVNTIQ AX, 0(DI)
+	IMULQ   R13, AX
+	ADDQ    AX, R8
+	ROLQ    $31, R8
+	IMULQ   R12, R8
+
+	MOVQ    8(SI), AX
+	MOVNTIQ AX, 8(DI)
+	IMULQ   R13, AX
+	ADDQ    AX, R9
+	ROLQ    $31, R9
+	IMULQ   R12, R9
+
+	MOVQ    16(SI), AX
+	MOVNTIQ AX, 16(DI)
+	IMULQ   R13, AX
+	ADDQ    AX, R10
+	ROLQ    $31, R10
+	IMULQ   R12, R10
+
+	MOVQ    24(SI), AX
+	MOVNTIQ AX, 24(DI)
+	IMULQ   R13, AX
+	ADDQ    AX, R11
+	ROLQ    $31, R11
+	IMULQ   R12, R11
+
+	ADDQ $32, SI
+	ADDQ $32, DI
+	DECQ CX
+	JNZ  xxhloop
+
+xxhdone:
+	MOVQ R8, 0(DX)
+	MOVQ R9, 8(DX)
+	MOVQ R10, 16(DX)
+	MOVQ R11, 24(DX)
+	RET

@@ -26,3 +26,10 @@ func ntSupported() bool            { return false }
 func ntStoresName(int) string      { return "" }
 func cpuVendor() string            { return "" }
 func defaultNTThreshold() int      { return -1 }
+
+// stripesNT hashes and copies the stripes with plain stores; the caller's
+// msync (flushRange) makes them durable.
+func (h *hw) stripesNT(dst unsafe.Pointer, b []byte, acc *[4]uint64) {
+	xxhStripes(acc, b)
+	copy(unsafe.Slice((*byte)(dst), len(b)), b)
+}

@@ -54,13 +54,19 @@ func readRecHeader(b []byte) recHeader {
 
 // encodeRecHeader fills the 32-byte header of a record, checksum included.
 func encodeRecHeader(hdr []byte, salt, index uint64, data []byte, batchLeft, batchPos uint32) {
+	encodeRecHeaderSum(hdr, salt, index, len(data), batchLeft, batchPos, xxhash.Sum64(data))
+}
+
+// encodeRecHeaderSum is encodeRecHeader for a payload of n bytes whose
+// xxhash64 is already known (computed while it was copied).
+func encodeRecHeaderSum(hdr []byte, salt, index uint64, n int, batchLeft, batchPos uint32, payloadSum uint64) {
 	_ = hdr[recHeaderSize-1]
 	le.PutUint64(hdr[8:], index)
-	le.PutUint32(hdr[16:], uint32(len(data)))
+	le.PutUint32(hdr[16:], uint32(n))
 	le.PutUint32(hdr[20:], batchLeft)
 	le.PutUint32(hdr[24:], batchPos)
 	le.PutUint32(hdr[28:], 0)
-	le.PutUint64(hdr[0:], recordSum(hdr, data, salt))
+	le.PutUint64(hdr[0:], chainSum(hdr, payloadSum, salt))
 }
 
 // recordSum is a record's checksum: xxhash64 of the 24 header bytes after
@@ -70,9 +76,13 @@ func encodeRecHeader(hdr []byte, salt, index uint64, data []byte, batchLeft, bat
 // append path checksum the caller's bytes in place and write the record
 // with non-temporal stores, without reading the mapping back.
 func recordSum(hdr, data []byte, salt uint64) uint64 {
+	return chainSum(hdr, xxhash.Sum64(data), salt)
+}
+
+func chainSum(hdr []byte, payloadSum, salt uint64) uint64 {
 	var b [32]byte
 	copy(b[:24], hdr[8:recHeaderSize])
-	le.PutUint64(b[24:], xxhash.Sum64(data))
+	le.PutUint64(b[24:], payloadSum)
 	return xxhash.Sum64(b[:]) ^ salt
 }
 

@@ -25,6 +25,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 )
 
 // Errors returned by the log. They are wrapped with context (file, offset,
@@ -401,16 +402,23 @@ func (l *Log) writeRecords(seg *segment, off int, first uint64, one []byte, many
 			flushed += seg.flush(pending, p-pending)
 		}
 		var hdr [recHeaderSize]byte
-		encodeRecHeader(hdr[:], salt, first+uint64(i), data, left, pos)
-		flushed += seg.storeNT(p, hdr[:])
-		whole := len(data) &^ (recAlign - 1)
-		if whole > 0 {
-			flushed += seg.storeNT(p+recHeaderSize, data[:whole])
-		}
-		if whole < len(data) { // the last partial word, zero padded
-			var w [recAlign]byte
-			copy(w[:], data[whole:])
-			flushed += seg.storeNT(p+recHeaderSize+whole, w[:])
+		if seg.om != nil {
+			// One pass over the payload: hash and non-temporal store.
+			ps := l.hw.hashStoreNT(unsafe.Pointer(&mem[p+recHeaderSize]), data)
+			encodeRecHeaderSum(hdr[:], salt, first+uint64(i), len(data), left, pos, ps)
+			flushed += seg.storeNT(p, hdr[:])
+		} else {
+			encodeRecHeader(hdr[:], salt, first+uint64(i), data, left, pos)
+			flushed += seg.storeNT(p, hdr[:])
+			whole := len(data) &^ (recAlign - 1)
+			if whole > 0 {
+				flushed += seg.storeNT(p+recHeaderSize, data[:whole])
+			}
+			if whole < len(data) { // the last partial word, zero padded
+				var w [recAlign]byte
+				copy(w[:], data[whole:])
+				flushed += seg.storeNT(p+recHeaderSize+whole, w[:])
+			}
 		}
 		p += n
 		pending = p

@@ -1,0 +1,57 @@
+package wal
+
+import (
+	"bytes"
+	"math/rand/v2"
+	"testing"
+	"unsafe"
+
+	"github.com/cespare/xxhash/v2"
+)
+
+// The split xxhash64 (stripes, then finish), and the pass that hashes while
+// it stores, must equal xxhash.Sum64 and copy() for every length and
+// alignment.
+func TestXXHSplitMatchesSum64(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 12))
+	src := make([]byte, 9000)
+	for i := range src {
+		src[i] = byte(rng.Uint32())
+	}
+	mem := flushMapping(t, 16384)
+	h := hw{flush: defaultFlush(), ntMin: 0}
+	check := func(n, sa int) {
+		data := src[sa : sa+n]
+		acc := xxhInit()
+		xxhStripes(&acc, data[:n&^31])
+		if got, want := xxhFinish(&acc, n, data[n&^31:]), xxhash.Sum64(data); got != want {
+			t.Fatalf("n=%d: split hash %x, Sum64 %x", n, got, want)
+		}
+		for i := range mem[:n+64] {
+			mem[i] = 0xEE
+		}
+		dst := unsafe.Pointer(&mem[8]) // records' payloads are 8-byte aligned
+		got := h.hashStoreNT(dst, data)
+		drain()
+		if want := xxhash.Sum64(data); got != want {
+			t.Fatalf("n=%d src align %d: hashStoreNT %x, Sum64 %x", n, sa, got, want)
+		}
+		if !bytes.Equal(mem[8:8+n], data) {
+			t.Fatalf("n=%d src align %d: stored bytes differ", n, sa)
+		}
+		for i := 8 + n; i < 8+(n+7)&^7; i++ {
+			if mem[i] != 0 {
+				t.Fatalf("n=%d: padding byte %d is %x, want 0", n, i, mem[i])
+			}
+		}
+		if mem[8+(n+7)&^7] != 0xEE || mem[7] != 0xEE {
+			t.Fatalf("n=%d: wrote outside the record", n)
+		}
+	}
+	for n := 0; n <= 600; n++ {
+		check(n, n%64)
+	}
+	for i := 0; i < 2000; i++ {
+		check(rng.IntN(8193), rng.IntN(64))
+	}
+}
