@@ -21,6 +21,21 @@ func TestXXHSplitMatchesSum64(t *testing.T) {
 	mem := flushMapping(t, 16384)
 	h := hw{flush: defaultFlush(), ntMin: 0}
 	check := func(n, sa int) {
+		for _, da := range []int{8, 16, 24, 32} { // records' payloads are 8-byte aligned; 32 takes the vector path
+			checkAt(t, h, mem, src, n, sa, da)
+		}
+	}
+	for n := 0; n <= 600; n++ {
+		check(n, n%64)
+	}
+	for i := 0; i < 2000; i++ {
+		check(rng.IntN(8193), rng.IntN(64))
+	}
+}
+
+func checkAt(t *testing.T, h hw, mem, src []byte, n, sa, da int) {
+	t.Helper()
+	{
 		data := src[sa : sa+n]
 		acc := xxhInit()
 		xxhStripes(&acc, data[:n&^31])
@@ -30,28 +45,22 @@ func TestXXHSplitMatchesSum64(t *testing.T) {
 		for i := range mem[:n+64] {
 			mem[i] = 0xEE
 		}
-		dst := unsafe.Pointer(&mem[8]) // records' payloads are 8-byte aligned
+		dst := unsafe.Pointer(&mem[da])
 		got := h.hashStoreNT(dst, data)
 		drain()
 		if want := xxhash.Sum64(data); got != want {
 			t.Fatalf("n=%d src align %d: hashStoreNT %x, Sum64 %x", n, sa, got, want)
 		}
-		if !bytes.Equal(mem[8:8+n], data) {
+		if !bytes.Equal(mem[da:da+n], data) {
 			t.Fatalf("n=%d src align %d: stored bytes differ", n, sa)
 		}
-		for i := 8 + n; i < 8+(n+7)&^7; i++ {
+		for i := da + n; i < da+(n+7)&^7; i++ {
 			if mem[i] != 0 {
 				t.Fatalf("n=%d: padding byte %d is %x, want 0", n, i, mem[i])
 			}
 		}
-		if mem[8+(n+7)&^7] != 0xEE || mem[7] != 0xEE {
+		if mem[da+(n+7)&^7] != 0xEE || mem[da-1] != 0xEE {
 			t.Fatalf("n=%d: wrote outside the record", n)
 		}
-	}
-	for n := 0; n <= 600; n++ {
-		check(n, n%64)
-	}
-	for i := 0; i < 2000; i++ {
-		check(rng.IntN(8193), rng.IntN(64))
 	}
 }
