@@ -15,7 +15,7 @@ type segment struct {
 	f     MediaFile
 	m     Mapping
 	om    *osMapping // m, when it is the OS mapping: the append path calls it directly
-	mem   []byte // m.Bytes(): the whole file, mapped shared
+	mem   []byte     // m.Bytes(): the whole file, mapped shared
 	hdr   segHeader
 	mode  Persist // PersistDAX, PersistCacheFlush or PersistMsync
 	first uint64  // index of the first record; 0 while not activated
