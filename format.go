@@ -155,34 +155,51 @@ func activationCheck(salt, first uint64) uint64 {
 	return xxhash.Sum64(b[:]) | 1 // never zero: an all-zero block is never valid
 }
 
-// META: the log's first index, in a 32-byte file replaced atomically.
+// META: the log's first index and a pending back truncation, in a small
+// file replaced atomically.
 const (
 	metaName  = "META"
 	metaMagic = "PMWALMET"
-	metaSize  = 32
+	metaSize  = 40
 )
 
-func encodeMeta(b []byte, first uint64) {
+// meta is the decoded META file.
+type meta struct {
+	first   uint64 // FirstIndex
+	cut     uint64 // with cutting: TruncateBack(cut) in progress
+	cutting bool
+}
+
+func encodeMeta(b []byte, m meta) {
 	_ = b[metaSize-1]
 	copy(b[0:8], metaMagic)
 	le.PutUint32(b[8:], formatVersion)
-	le.PutUint32(b[12:], 0)
-	le.PutUint64(b[16:], first)
-	le.PutUint64(b[24:], xxhash.Sum64(b[0:24]))
+	var flags uint32
+	if m.cutting {
+		flags = 1
+	}
+	le.PutUint32(b[12:], flags)
+	le.PutUint64(b[16:], m.first)
+	le.PutUint64(b[24:], m.cut)
+	le.PutUint64(b[32:], xxhash.Sum64(b[0:32]))
 }
 
-func decodeMeta(b []byte) (first uint64, why string) {
+func decodeMeta(b []byte) (meta, string) {
 	switch {
 	case len(b) != metaSize:
-		return 0, fmt.Sprintf("%d bytes, want %d", len(b), metaSize)
+		return meta{}, fmt.Sprintf("%d bytes, want %d", len(b), metaSize)
 	case string(b[0:8]) != metaMagic:
-		return 0, "bad magic"
-	case xxhash.Sum64(b[0:24]) != le.Uint64(b[24:]):
-		return 0, "checksum mismatch"
-	case le.Uint32(b[8:]) != formatVersion || le.Uint32(b[12:]) != 0:
-		return 0, "unsupported version"
+		return meta{}, "bad magic"
+	case xxhash.Sum64(b[0:32]) != le.Uint64(b[32:]):
+		return meta{}, "checksum mismatch"
+	case le.Uint32(b[8:]) != formatVersion || le.Uint32(b[12:]) > 1:
+		return meta{}, "unsupported version or flags"
 	case le.Uint64(b[16:]) == 0:
-		return 0, "first index 0"
+		return meta{}, "first index 0"
 	}
-	return le.Uint64(b[16:]), ""
+	m := meta{first: le.Uint64(b[16:]), cut: le.Uint64(b[24:]), cutting: le.Uint32(b[12:]) == 1}
+	if m.cutting && m.cut+1 < m.first {
+		return meta{}, "truncation point below the first index"
+	}
+	return m, ""
 }

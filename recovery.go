@@ -65,11 +65,12 @@ func (l *Log) recover() error {
 	if lastAct >= 0 {
 		firstSeg = slots[0].s
 	}
-	first, err := l.recoverMeta(firstSeg)
+	m, err := l.recoverMeta(firstSeg)
 	if err != nil {
 		closeSlots(0)
 		return err
 	}
+	first := m.first
 	// The files must be: activated segments with consecutive sequence
 	// numbers and rising first indexes, the first holding the log's first
 	// index, then at most never-used ones.
@@ -133,14 +134,34 @@ func (l *Log) recover() error {
 		want = l.opts.Persist
 	}
 	l.persist = want
+	if len(seqs) > 0 {
+		l.nextSeq = seqs[len(seqs)-1] + 1
+	}
+	// Finish an interrupted TruncateFront: segments wholly below the first
+	// index go, oldest first.
+	for len(segs) > 1 && segs[1].first <= first {
+		if err := l.dropSegment(segs[0], "completed a front truncation"); err != nil {
+			closeAll(segs, spare)
+			return err
+		}
+		segs = segs[1:]
+	}
+	if m.cutting && len(segs) > 0 {
+		// Redo an interrupted TruncateBack before anything reads the tail.
+		l.segs, l.spare, l.first = segs, spare, first
+		if err := l.redoCut(m.cut); err != nil {
+			closeAll(l.segs, l.spare)
+			return err
+		}
+		segs, spare = l.segs, l.spare
+	}
 
 	if len(segs) == 0 { // a new log (or one cut to nothing)
 		s := spare
 		spare = nil
 		if s == nil {
-			l.nextSeq = 1
-			if len(seqs) > 0 {
-				l.nextSeq = seqs[len(seqs)-1] + 1
+			if l.nextSeq == 0 {
+				l.nextSeq = 1
 			}
 			if s, err = l.prepareSegment(l.nextSeq); err != nil {
 				return err
@@ -161,17 +182,23 @@ func (l *Log) recover() error {
 	}
 	last := l.segs[len(l.segs)-1]
 	l.next = last.first + uint64(len(last.offs))
-	if err := l.checkFirst(first); err != nil {
-		closeAll(l.segs, l.spare)
-		l.segs, l.spare = nil, nil
-		return err
-	}
 	l.nextSeq = last.seq + 1
 	if l.spare != nil && l.spare.seq != l.nextSeq {
 		l.spare.close()
 		l.spare = nil
 	}
-	l.written, l.durable = l.next-1, l.next-1
+	if first > l.next {
+		// TruncateFront past the end was interrupted after META: the log
+		// is empty and numbering continues at first.
+		if err := l.resetAt(first); err != nil {
+			closeAll(l.segs, l.spare)
+			l.segs, l.spare = nil, nil
+			return err
+		}
+	}
+	l.first = first
+	l.written = l.next - 1
+	l.setDurable(l.next-1, l.dOff)
 	l.report.Segments = len(l.segs)
 	l.report.Records = l.next - l.first
 	return nil
@@ -205,20 +232,19 @@ func (l *Log) listSegments() ([]uint64, error) {
 	return seqs, nil
 }
 
-// recoverMeta reads the log's first index from META. A new log (no
-// activated segment, firstSeg nil) gets a META with first index 1. A log
-// with records and no valid META is corrupt; repair rebuilds META from the
-// first segment.
-func (l *Log) recoverMeta(firstSeg *segment) (uint64, error) {
+// recoverMeta reads META. A new log (no activated segment, firstSeg nil)
+// gets one with first index 1. A log with records and no valid META is
+// corrupt; repair rebuilds META from the first segment.
+func (l *Log) recoverMeta(firstSeg *segment) (meta, error) {
 	path := filepath.Join(l.dir, metaName)
 	b, err := l.media.ReadFile(path)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return 0, fmt.Errorf("wal: read %s: %w", path, err)
+		return meta{}, fmt.Errorf("wal: read %s: %w", path, err)
 	}
-	first, why := uint64(1), ""
+	m, why := meta{first: 1}, ""
 	if err == nil {
-		if first, why = decodeMeta(b); why == "" {
-			return first, nil
+		if m, why = decodeMeta(b); why == "" {
+			return m, nil
 		}
 	} else if firstSeg != nil {
 		why = "missing"
@@ -226,40 +252,21 @@ func (l *Log) recoverMeta(firstSeg *segment) (uint64, error) {
 	if why != "" {
 		cause := fmt.Errorf("%w: %s: %s", ErrCorrupt, path, why)
 		if !l.opts.RepairCorruption {
-			return 0, cause
+			return meta{}, cause
 		}
-		first = 1
+		m = meta{first: 1}
 		if firstSeg != nil {
-			first = firstSeg.first
+			m.first = firstSeg.first
 		}
 		l.report.Repaired = true
-		l.note("repair: rebuilt META from the first segment", "file", path, "first", first, "reason", cause)
+		l.note("repair: rebuilt META from the first segment", "file", path, "first", m.first, "reason", cause)
 	}
-	return first, l.writeMeta(first)
+	return m, l.writeMeta(m)
 }
 
-// checkFirst sets FirstIndex once the segments are scanned: META's first
-// index may not lie past the end of the log (repair could have cut it).
-func (l *Log) checkFirst(first uint64) error {
-	if first > l.next {
-		cause := fmt.Errorf("%w: %s says the log starts at %d, past its end at %d", ErrCorrupt, filepath.Join(l.dir, metaName), first, l.next-1)
-		if !l.opts.RepairCorruption {
-			return cause
-		}
-		first = l.next
-		l.report.Repaired = true
-		l.note("repair: moved the log's first index", "first", first, "reason", cause)
-		if err := l.writeMeta(first); err != nil {
-			return err
-		}
-	}
-	l.first = first
-	return nil
-}
-
-func (l *Log) writeMeta(first uint64) error {
+func (l *Log) writeMeta(m meta) error {
 	var b [metaSize]byte
-	encodeMeta(b[:], first)
+	encodeMeta(b[:], m)
 	return l.media.ReplaceFile(filepath.Join(l.dir, metaName), b[:], l.opts.FileMode)
 }
 

@@ -523,7 +523,7 @@ func (l *Log) commit(rs uint64, last uint64, flushed int, perr error) error {
 	msync := l.persist == PersistMsync
 	if advanced {
 		if !msync && l.failed == nil {
-			l.durable, l.dOff = l.written, l.wOff
+			l.setDurable(l.written, l.wOff)
 		}
 		l.cond.Broadcast()
 	}
@@ -551,13 +551,18 @@ func (l *Log) commit(rs uint64, last uint64, flushed int, perr error) error {
 			if err != nil {
 				l.fail(err)
 			} else {
-				l.durable, l.dOff = upto, to
+				l.setDurable(upto, to)
 			}
 			l.cond.Broadcast()
 			continue
 		}
 		l.cond.Wait()
 	}
+}
+
+// setDurable publishes that every index up to last is durable (l.mu held).
+func (l *Log) setDurable(last uint64, off int) {
+	l.durable, l.dOff = last, off
 }
 
 // fail poisons the log after a persistence error (l.mu held): no later

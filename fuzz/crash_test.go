@@ -15,14 +15,15 @@ const logDir = "/sim/log"
 // simulator, the event at which the first and second crash happen, and the
 // persistence mode.
 type workload struct {
-	seed    uint64
-	crash1  int // event of the first crash, counted from Open
-	crash2  int // event of the second crash, counted from the reopen
-	ops     int // operations before each crash
-	mode    wal.Persist
-	bound   int64
-	faults  Faults
-	opBytes []byte // when set, operations come from these bytes (fuzzing)
+	seed     uint64
+	crash1   int // event of the first crash, counted from Open
+	crash2   int // event of the second crash, counted from the reopen
+	ops      int // operations before each crash
+	mode     wal.Persist
+	bound    int64
+	faults   Faults
+	truncate bool
+	opBytes  []byte // when set, operations come from these bytes (fuzzing)
 }
 
 func (w workload) options(m wal.Media) *wal.Options {
@@ -32,8 +33,25 @@ func (w workload) options(m wal.Media) *wal.Options {
 // nextOp draws one operation: a record size and a batch length (1: a
 // single Append).
 type opSource struct {
-	rng   *rand.Rand
-	bytes []byte
+	rng      *rand.Rand
+	bytes    []byte
+	truncate bool // mix truncations into the operations
+}
+
+// truncation draws, now and then, a truncation to make instead of an
+// append: kind 'b' (TruncateBack) or 'f' (TruncateFront), and a fraction
+// of the log at which to cut.
+func (s *opSource) truncation() (kind byte, frac float64) {
+	if s.bytes != nil || !s.truncate {
+		return 0, 0
+	}
+	switch r := s.rng.IntN(100); {
+	case r < 4:
+		return 'b', s.rng.Float64()
+	case r < 7:
+		return 'f', s.rng.Float64() * 1.1
+	}
+	return 0, 0
 }
 
 func (s *opSource) next() (size, batch int, ok bool) {
@@ -79,6 +97,26 @@ func payload(life, n, size int) []byte {
 // telling the oracle what was appended and acknowledged.
 func drive(l *wal.Log, sim *Sim, o *oracle, src *opSource, life, ops int) error {
 	for n := 0; n < ops; n++ {
+		if kind, frac := src.truncation(); kind != 0 {
+			first, last := l.FirstIndex(), l.LastIndex()
+			at := first + uint64(frac*float64(last+1-first))
+			var err error
+			if kind == 'b' {
+				at = max(at, first) - 1 // TruncateBack(first-1) empties the log
+				err = l.TruncateBack(at)
+				o.truncatedBack(at, !sim.Crashed())
+			} else {
+				err = l.TruncateFront(at)
+				o.truncatedFront(at, !sim.Crashed())
+			}
+			if err != nil {
+				return fmt.Errorf("truncate %c %d: %w", kind, at, err)
+			}
+			if sim.Crashed() {
+				return nil
+			}
+			continue
+		}
 		size, batch, ok := src.next()
 		if !ok {
 			return nil
@@ -121,7 +159,7 @@ func drive(l *wal.Log, sim *Sim, o *oracle, src *opSource, life, ops int) error 
 // does not happen) and the first violation.
 func (w workload) run() (crashes int, err error) {
 	sim := New(w.seed, 0x5eed)
-	src := &opSource{rng: rand.New(rand.NewPCG(w.seed, 7)), bytes: w.opBytes}
+	src := &opSource{rng: rand.New(rand.NewPCG(w.seed, 7)), bytes: w.opBytes, truncate: w.truncate}
 	l, err := wal.Open(logDir, w.options(sim))
 	if err != nil {
 		return 0, fmt.Errorf("open: %w", err)
@@ -180,7 +218,7 @@ func (w workload) run() (crashes int, err error) {
 // without a crash: its crash points.
 func (w workload) events() (int, error) {
 	sim := New(w.seed, 0x5eed)
-	src := &opSource{rng: rand.New(rand.NewPCG(w.seed, 7)), bytes: w.opBytes}
+	src := &opSource{rng: rand.New(rand.NewPCG(w.seed, 7)), bytes: w.opBytes, truncate: w.truncate}
 	l, err := wal.Open(logDir, w.options(sim))
 	if err != nil {
 		return 0, err
@@ -196,7 +234,8 @@ func (w workload) events() (int, error) {
 func sweep(t *testing.T, seeds []uint64, ops int, mode wal.Persist, faults Faults) (int, error) {
 	total := 0
 	for _, seed := range seeds {
-		w := workload{seed: seed, ops: ops, mode: mode, bound: 4096, faults: faults}
+		// Every other seed mixes truncations into its operations.
+		w := workload{seed: seed, ops: ops, mode: mode, bound: 4096, faults: faults, truncate: seed%2 == 1}
 		span, err := w.events()
 		if err != nil {
 			return total, fmt.Errorf("seed %d: dry run: %w", seed, err)
@@ -238,7 +277,10 @@ func TestCrashSweep(t *testing.T) {
 		}
 		t.Logf("%v: %d simulated crashes from %d seeds", mode, n, len(ss))
 	}
-	t.Logf("%d simulated crashes, all recovered and checked", total)
+	t.Logf("%d simulated crashes, all recovered and checked; %d with a truncation in flight", total, inFlightTruncations.Load())
+	if inFlightTruncations.Load() == 0 {
+		t.Fatal("no crash hit a truncation in flight")
+	}
 	if total < want {
 		t.Fatalf("only %d crashes happened, want %d", total, want)
 	}

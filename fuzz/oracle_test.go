@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"sync/atomic"
 
 	"github.com/pmwal/wal"
 )
@@ -20,6 +21,10 @@ type oracle struct {
 	recs  map[uint64][]byte // index -> payload of every append attempted
 	acked map[uint64]bool
 	batch map[uint64][2]uint64 // index -> [first, last] of its batch
+	// A truncation that had not returned when the crash came: the log may
+	// be wholly before it or wholly after it.
+	pendCut   *uint64 // TruncateBack(*pendCut)
+	pendFront uint64  // TruncateFront(pendFront), 0 for none
 }
 
 func newOracle(first uint64) *oracle {
@@ -40,13 +45,67 @@ func (o *oracle) appended(first uint64, recs [][]byte, isBatch, acked bool) {
 	}
 }
 
+// truncatedBack records TruncateBack(c); acked says it returned before the
+// crash.
+func (o *oracle) truncatedBack(c uint64, acked bool) {
+	if !acked {
+		o.pendCut = &c
+		return
+	}
+	for idx := range o.recs {
+		if idx > c {
+			delete(o.recs, idx)
+			delete(o.acked, idx)
+			delete(o.batch, idx)
+		} else if b, ok := o.batch[idx]; ok && b[1] > c {
+			o.batch[idx] = [2]uint64{b[0], c} // the cut batch keeps its first part, whole
+		}
+	}
+}
+
+// truncatedFront records TruncateFront(f); acked says it returned before
+// the crash.
+func (o *oracle) truncatedFront(f uint64, acked bool) {
+	if !acked {
+		o.pendFront = f
+		return
+	}
+	if f <= o.first {
+		return
+	}
+	o.first = f
+	for idx := range o.recs {
+		if idx < f {
+			delete(o.recs, idx)
+			delete(o.acked, idx)
+			delete(o.batch, idx)
+		} else if b, ok := o.batch[idx]; ok && b[0] < f {
+			o.batch[idx] = [2]uint64{f, b[1]}
+		}
+	}
+}
+
+// inFlightTruncations counts checks made with a truncation in flight at
+// the crash, so the sweep can show it exercised them.
+var inFlightTruncations atomic.Int64
+
 func (o *oracle) check(l *wal.Log) error {
 	first, last := l.FirstIndex(), l.LastIndex()
-	if first != o.first {
-		return fmt.Errorf("FirstIndex %d, want %d", first, o.first)
+	if o.pendCut != nil || o.pendFront != 0 {
+		inFlightTruncations.Add(1)
+	}
+	if first != o.first && (o.pendFront == 0 || first != max(o.first, o.pendFront)) {
+		return fmt.Errorf("FirstIndex %d, want %d (or %d if the truncation in flight happened)", first, o.first, o.pendFront)
+	}
+	cut := uint64(1<<64 - 1) // records above it may be gone with a truncation in flight
+	if o.pendCut != nil && last <= *o.pendCut {
+		cut = *o.pendCut
 	}
 	for idx, ok := range o.acked {
-		if ok && (idx < first || idx > last) {
+		if ok && idx >= first && idx <= cut && (idx < first || idx > last) {
+			return fmt.Errorf("(a) acknowledged record %d lost: log holds %d..%d", idx, first, last)
+		}
+		if ok && idx < first && first == o.first {
 			return fmt.Errorf("(a) acknowledged record %d lost: log holds %d..%d", idx, first, last)
 		}
 	}
@@ -62,7 +121,7 @@ func (o *oracle) check(l *wal.Log) error {
 		if !bytes.Equal(got, want) {
 			return fmt.Errorf("(c) record %d differs from what was appended (%d bytes, want %d)", idx, len(got), len(want))
 		}
-		if b, ok := o.batch[idx]; ok && (b[0] < first || b[1] > last) {
+		if b, ok := o.batch[idx]; ok && min(b[1], cut) > last {
 			return fmt.Errorf("(d) batch %d..%d only partly kept: log holds %d..%d", b[0], b[1], first, last)
 		}
 	}
@@ -73,6 +132,7 @@ func (o *oracle) check(l *wal.Log) error {
 // durable now, and later appends continue after it.
 func (o *oracle) rebase(l *wal.Log) {
 	first, last := l.FirstIndex(), l.LastIndex()
+	o.first, o.pendCut, o.pendFront = first, nil, 0
 	for idx := range o.recs {
 		if idx < first || idx > last {
 			delete(o.recs, idx)
@@ -81,6 +141,9 @@ func (o *oracle) rebase(l *wal.Log) {
 			continue
 		}
 		o.acked[idx] = true
+		if b, ok := o.batch[idx]; ok { // truncations may have cut the batch
+			o.batch[idx] = [2]uint64{max(b[0], first), min(b[1], last)}
+		}
 	}
 }
 

@@ -1,0 +1,274 @@
+package wal
+
+import (
+	"fmt"
+)
+
+// TruncateFront drops every record before index, for example after a
+// checkpoint or snapshot made them unnecessary. FirstIndex becomes index,
+// even in the middle of a segment, and stays so after a reopen or a crash:
+// the new first index is made durable (in META) before anything is
+// deleted. Segment files whose records all lie before index are removed.
+//
+// When index is past LastIndex()+1 the log is emptied and numbering
+// continues there: FirstIndex()==index, LastIndex()==index-1, and the next
+// Append gets index (a Raft follower installing a snapshot). An index at or
+// below FirstIndex changes nothing.
+//
+// TruncateFront waits for appends and reads in progress and holds off new
+// ones while it runs.
+func (l *Log) TruncateFront(index uint64) error {
+	l.closeMu.Lock()
+	defer l.closeMu.Unlock()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err := l.usable(); err != nil {
+		return err
+	}
+	if index <= l.first {
+		return nil
+	}
+	if err := l.writeMeta(meta{first: index}); err != nil {
+		l.fail(err)
+		return l.failed
+	}
+	if index > l.next {
+		if err := l.resetAt(index); err != nil {
+			l.fail(err)
+			return l.failed
+		}
+		l.first = index
+		l.startPrepare()
+		return nil
+	}
+	l.first = index
+	for len(l.segs) > 1 && l.segs[1].first <= index {
+		if err := l.dropSegment(l.segs[0], ""); err != nil {
+			return err // the log is consistent: recovery finishes the job
+		}
+		l.segs = l.segs[1:]
+	}
+	return nil
+}
+
+// TruncateBack drops every record after index (Raft's conflict
+// resolution); the next Append gets index+1. It is crash-safe: after a
+// crash at any moment the log holds either every record it held before, or
+// exactly the records up to index, and the dropped records never come back,
+// also after more appends and another crash. index may be FirstIndex()-1,
+// which empties the log; an index at or past LastIndex changes nothing; an
+// index below FirstIndex()-1 gives ErrNotFound.
+//
+// TruncateBack waits for appends and reads in progress and holds off new
+// ones while it runs.
+func (l *Log) TruncateBack(index uint64) error {
+	l.closeMu.Lock()
+	defer l.closeMu.Unlock()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err := l.usable(); err != nil {
+		return err
+	}
+	if index+1 < l.first {
+		return fmt.Errorf("%w: truncate back to %d, below the first index %d", ErrNotFound, index, l.first)
+	}
+	if index >= l.durable {
+		return nil
+	}
+	// The intent is durable first: recovery redoes the cut from it, so a
+	// crash leaves the log wholly before or wholly after.
+	if err := l.writeMeta(meta{first: l.first, cut: index, cutting: true}); err != nil {
+		l.fail(err)
+		return l.failed
+	}
+	if err := l.redoCut(index); err != nil {
+		l.fail(err)
+		return l.failed
+	}
+	l.startPrepare()
+	return nil
+}
+
+// usable reports why the log cannot be changed (l.mu held).
+func (l *Log) usable() error {
+	if l.closed {
+		return ErrClosed
+	}
+	return l.failed
+}
+
+// redoCut removes every record after index, given that META already says
+// so (TruncateBack, or recovery finishing one): later segment files are
+// removed newest first, the rest of the segment holding index is zeroed and
+// made durable, and META's intent is cleared. It works on l.segs whether
+// they were scanned or not (l.mu held or the log not yet shared).
+func (l *Log) redoCut(index uint64) error {
+	l.takePrepared()
+	k := 0
+	for k+1 < len(l.segs) && l.segs[k+1].first <= index+1 {
+		k++
+	}
+	var drop []uint64
+	for _, t := range l.segs[k+1:] {
+		drop = append(drop, t.seq)
+		t.close()
+	}
+	if l.spare != nil {
+		drop = append(drop, l.spare.seq)
+		l.spare.close()
+		l.spare = nil
+	}
+	l.segs = l.segs[:k+1]
+	for j := len(drop) - 1; j >= 0; j-- {
+		if err := l.media.Remove(l.segPath(drop[j])); err != nil {
+			return fmt.Errorf("wal: truncate back: remove %s: %w", l.segPath(drop[j]), err)
+		}
+	}
+	if err := l.media.SyncDir(l.dir); err != nil {
+		return err
+	}
+	s := l.segs[k]
+	commit, err := cutBatch(s, index)
+	if err != nil {
+		return err
+	}
+	end := lastNonZero(s.mem, commit, s.size())
+	if err := s.zero(commit, end); err != nil {
+		return err
+	}
+	if err := l.writeMeta(meta{first: l.first}); err != nil {
+		return err
+	}
+	l.nextSeq = s.seq + 1
+	l.next = s.first + uint64(len(s.offs))
+	l.written = l.next - 1
+	l.setDurable(l.next-1, commit)
+	l.tail, l.wOff = commit, commit
+	return nil
+}
+
+// resetAt empties the log so that numbering continues at first, given that
+// META already says so: a fresh segment is activated at first and every
+// older segment file removed (l.mu held or the log not yet shared).
+func (l *Log) resetAt(first uint64) error {
+	l.takePrepared()
+	sp := l.spare
+	l.spare = nil
+	if sp == nil || sp.seq != l.nextSeq {
+		if sp != nil {
+			sp.close()
+			if err := l.media.Remove(sp.path); err != nil {
+				return err
+			}
+		}
+		var err error
+		if sp, err = l.prepareSegment(l.nextSeq); err != nil {
+			return err
+		}
+	}
+	if err := sp.activate(first); err != nil {
+		sp.close()
+		return err
+	}
+	old := l.segs
+	l.segs = []*segment{sp}
+	for _, s := range old {
+		if err := l.dropSegment(s, ""); err != nil {
+			return err
+		}
+	}
+	l.nextSeq = sp.seq + 1
+	l.next = first
+	l.written = first - 1
+	l.setDurable(first-1, segHeaderSize)
+	l.tail, l.wOff = segHeaderSize, segHeaderSize
+	return nil
+}
+
+// takePrepared collects a segment preparation in progress, so that nothing
+// creates a file behind a truncation's back (l.mu held).
+func (l *Log) takePrepared() {
+	if l.prepCh == nil {
+		return
+	}
+	res := <-l.prepCh
+	l.prepCh = nil
+	if res.err != nil {
+		return
+	}
+	if l.spare == nil {
+		l.spare = res.seg
+		return
+	}
+	res.seg.close()
+	l.media.Remove(res.seg.path)
+}
+
+// dropSegment closes and removes a segment file whose records are all
+// truncated away, and syncs the directory.
+func (l *Log) dropSegment(s *segment, why string) error {
+	s.close()
+	if err := l.media.Remove(s.path); err != nil {
+		return fmt.Errorf("wal: remove %s: %w", s.path, err)
+	}
+	if why != "" {
+		l.note(why, "file", s.path)
+	}
+	return l.media.SyncDir(l.dir)
+}
+
+// cutBatch walks the records of s up to index, verifying each, and makes
+// index the last record of its batch: a batch that TruncateBack cuts in
+// two keeps its first part whole. Each record of that part gets batchLeft
+// rewritten, checksum word first and fenced, then the word holding
+// batchLeft, so that a crash leaves every header either as it was, or
+// rewritten, or with only the new checksum; the walk accepts all three,
+// and recovery redoes the rewrite. It sets s.offs and returns the offset
+// just past index.
+func cutBatch(s *segment, index uint64) (int, error) {
+	s.offs = s.offs[:0]
+	off, batchStart := segHeaderSize, 0
+	for idx := s.first; idx <= index; idx++ {
+		if off+recHeaderSize > s.size() {
+			return 0, fmt.Errorf("%w: %s: record %d before the truncation point %d runs past the segment", ErrCorrupt, s.path, idx, index)
+		}
+		h := readRecHeader(s.mem[off:])
+		end := off + recHeaderSize + int(h.length)
+		if h.index != idx || h.flags != 0 || end > s.size() {
+			return 0, fmt.Errorf("%w: %s offset %d: record %d before the truncation point %d is damaged", ErrCorrupt, s.path, off, idx, index)
+		}
+		if !recordSumOK(s, off, h) && cutSum(s, off, h, uint32(index-idx)) != h.sum {
+			return 0, fmt.Errorf("%w: %s offset %d: record %d before the truncation point %d: checksum mismatch", ErrCorrupt, s.path, off, idx, index)
+		}
+		if h.batchPos == 0 {
+			batchStart = len(s.offs)
+		}
+		s.offs = append(s.offs, uint32(off))
+		off += recSize(int(h.length))
+	}
+	for i := batchStart; i < len(s.offs); i++ {
+		o := int(s.offs[i])
+		h := readRecHeader(s.mem[o:])
+		want := uint32(index - (s.first + uint64(i)))
+		if h.batchLeft == want {
+			continue
+		}
+		le.PutUint64(s.mem[o:], cutSum(s, o, h, want))
+		if err := s.persist(o, 8); err != nil {
+			return 0, err
+		}
+		le.PutUint32(s.mem[o+20:], want)
+		if err := s.persist(o+16, 8); err != nil {
+			return 0, err
+		}
+	}
+	return off, nil
+}
+
+// cutSum is the checksum of the record at off with batchLeft replaced.
+func cutSum(s *segment, off int, h recHeader, batchLeft uint32) uint64 {
+	var hdr [recHeaderSize]byte
+	copy(hdr[:], s.mem[off:off+recHeaderSize])
+	le.PutUint32(hdr[20:], batchLeft)
+	return recordSum(hdr[:], s.mem[off+recHeaderSize:off+recHeaderSize+int(h.length)], s.hdr.salt)
+}
