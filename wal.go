@@ -176,6 +176,10 @@ type Log struct {
 	syncing bool // an msync leader is at work
 
 	flushedLines uint64 // cache lines written back by appends (tests check none is redundant)
+	stats        Stats  // counters, under mu
+	// grew is closed (and replaced) whenever LastIndex advances, for
+	// tailing readers; nil until one waits.
+	grew chan struct{}
 
 	syncHook func() error // tests: fail the next group commit
 }
@@ -481,6 +485,14 @@ func (l *Log) reserve(total int, one []byte, many [][]byte) (seg *segment, off i
 		l.next += uint64(len(many))
 	}
 	l.tail += total
+	l.stats.Records += l.next - first
+	if many == nil {
+		l.stats.Bytes += uint64(len(one))
+	} else {
+		for _, r := range many {
+			l.stats.Bytes += uint64(len(r))
+		}
+	}
 	if l.rseq-l.rhead == uint64(len(l.ring)) {
 		l.growRing()
 	}
@@ -509,6 +521,11 @@ func (l *Log) commit(rs uint64, last uint64, flushed int, perr error) error {
 		l.fail(perr)
 	}
 	l.flushedLines += uint64(flushed)
+	l.stats.Appends++
+	l.stats.FlushedLines += uint64(flushed)
+	if !msyncMode(l) {
+		l.stats.Fences++
+	}
 	l.ring[rs&uint64(len(l.ring)-1)].done = true
 	advanced := false
 	for l.rhead < l.rseq {
@@ -547,6 +564,7 @@ func (l *Log) commit(rs uint64, last uint64, flushed int, perr error) error {
 				err = seg.msync(from, to-from)
 			}
 			l.mu.Lock()
+			l.stats.Syncs++
 			l.syncing = false
 			if err != nil {
 				l.fail(err)
@@ -562,8 +580,14 @@ func (l *Log) commit(rs uint64, last uint64, flushed int, perr error) error {
 
 // setDurable publishes that every index up to last is durable (l.mu held).
 func (l *Log) setDurable(last uint64, off int) {
+	if last > l.durable && l.grew != nil {
+		close(l.grew)
+		l.grew = nil
+	}
 	l.durable, l.dOff = last, off
 }
+
+func msyncMode(l *Log) bool { return l.persist == PersistMsync }
 
 // fail poisons the log after a persistence error (l.mu held): no later
 // append may succeed, since what reached the media is unknown.
@@ -658,6 +682,16 @@ func (l *Log) segPath(seq uint64) string { return filepath.Join(l.dir, segName(s
 func (l *Log) Read(index uint64) ([]byte, error) {
 	l.closeMu.RLock()
 	defer l.closeMu.RUnlock()
+	rec, err := l.borrow(index)
+	if err != nil {
+		return nil, err
+	}
+	return append([]byte(nil), rec...), nil
+}
+
+// borrow returns the verified payload of record index as a slice of the
+// mapping, valid while the caller holds l.closeMu shared.
+func (l *Log) borrow(index uint64) ([]byte, error) {
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
@@ -677,12 +711,10 @@ func (l *Log) Read(index uint64) ([]byte, error) {
 	if h.index != index || end > seg.size() {
 		return nil, fmt.Errorf("%w: %s offset %d: record header does not match index %d", ErrCorrupt, seg.path, off, index)
 	}
-	out := make([]byte, h.length)
-	copy(out, seg.mem[off+recHeaderSize:end])
 	if !recordSumOK(seg, off, h) {
 		return nil, fmt.Errorf("%w: %s offset %d: checksum mismatch in record %d", ErrCorrupt, seg.path, off, index)
 	}
-	return out, nil
+	return seg.mem[off+recHeaderSize : end : end], nil
 }
 
 // segFor returns the segment holding index (l.mu held, index in range).
@@ -707,6 +739,10 @@ func (l *Log) Close() error {
 	}
 	l.closed = true
 	l.cond.Broadcast()
+	if l.grew != nil {
+		close(l.grew)
+		l.grew = nil
+	}
 	ch := l.prepCh
 	l.prepCh = nil
 	l.mu.Unlock()

@@ -1,0 +1,159 @@
+package wal
+
+import (
+	"context"
+	"iter"
+)
+
+// Records iterates over the records from index from to LastIndex() as it
+// was when each step began, in order, without copying: the slice yielded
+// for a record is the record in the log's mapping, verified against its
+// checksum, and valid only until the loop body returns (copy it to keep
+// it). Other goroutines may append, read and tail during the loop; the loop
+// body itself must not call Append, AppendBatch, TruncateFront,
+// TruncateBack or Close (a truncation or Close waits for the loop step to
+// end, and an append from inside it could wait behind them).
+// The loop ends early at the first error, which Err then returns:
+//
+//	it := l.Records(l.FirstIndex())
+//	for idx, rec := range it.All() {
+//		...
+//	}
+//	if err := it.Err(); err != nil { ... }
+func (l *Log) Records(from uint64) *Iterator {
+	return &Iterator{l: l, next: from}
+}
+
+// Iterator is a pass over the log's records; see Log.Records.
+type Iterator struct {
+	l    *Log
+	next uint64
+	err  error
+}
+
+// All yields index and payload of each record from the iterator's position
+// to the end of the log.
+func (it *Iterator) All() iter.Seq2[uint64, []byte] {
+	return func(yield func(uint64, []byte) bool) {
+		l := it.l
+		for it.err == nil {
+			if it.next > l.LastIndex() {
+				return
+			}
+			l.closeMu.RLock()
+			rec, err := l.borrow(it.next)
+			if err != nil {
+				l.closeMu.RUnlock()
+				it.err = err
+				return
+			}
+			idx := it.next
+			it.next++
+			more := yield(idx, rec)
+			l.closeMu.RUnlock()
+			if !more {
+				return
+			}
+		}
+	}
+}
+
+// Err reports the error that ended the iteration, if any.
+func (it *Iterator) Err() error { return it.err }
+
+// Tail returns a reader that starts at index from and follows the log as
+// it grows, for consumers such as a broker's subscribers. Many tailing
+// readers may run at once; none polls.
+func (l *Log) Tail(from uint64) *Tailer {
+	return &Tailer{l: l, next: from}
+}
+
+// Tailer follows the log; see Log.Tail.
+type Tailer struct {
+	l    *Log
+	next uint64
+}
+
+// Next returns the next record, waiting until it is durable or ctx is
+// done. The payload is appended to buf[:0] (so a reused buffer costs no
+// allocation) and belongs to the caller. A reader whose position has been
+// truncated away gets ErrNotFound.
+func (t *Tailer) Next(ctx context.Context, buf []byte) (uint64, []byte, error) {
+	l := t.l
+	for {
+		l.mu.Lock()
+		if l.closed {
+			l.mu.Unlock()
+			return 0, nil, ErrClosed
+		}
+		if t.next <= l.durable {
+			l.mu.Unlock()
+			l.closeMu.RLock()
+			rec, err := l.borrow(t.next)
+			if err == nil {
+				buf = append(buf[:0], rec...)
+			}
+			l.closeMu.RUnlock()
+			if err != nil {
+				return 0, nil, err
+			}
+			t.next++
+			return t.next - 1, buf, nil
+		}
+		if l.failed != nil {
+			err := l.failed
+			l.mu.Unlock()
+			return 0, nil, err
+		}
+		if l.grew == nil {
+			l.grew = make(chan struct{})
+		}
+		grew := l.grew
+		l.mu.Unlock()
+		select {
+		case <-grew: // LastIndex advanced, or the log was closed
+		case <-ctx.Done():
+			return 0, nil, ctx.Err()
+		}
+	}
+}
+
+// Stats are a Log's counters and state; see Log.Stats.
+type Stats struct {
+	Segments     int     // segment files in use
+	FirstIndex   uint64  // as FirstIndex()
+	LastIndex    uint64  // as LastIndex()
+	BytesUsed    int64   // bytes of records and headers in the segments in use
+	BytesFree    int64   // room left in the active segment
+	Appends      uint64  // Append and AppendBatch calls that wrote
+	Records      uint64  // records appended
+	Bytes        uint64  // payload bytes appended
+	FlushedLines uint64  // cache lines written back by appends
+	Fences       uint64  // fences issued by appends
+	Syncs        uint64  // msyncs issued by appends (group commits)
+	Persist      Persist // the persistence path in effect
+	Hardware     Hardware
+	Recovery     RecoveryReport // what Open found, how long it took, what it dropped
+}
+
+// Stats returns the log's counters and state.
+func (l *Log) Stats() Stats {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	s := l.stats
+	s.Segments = len(l.segs)
+	s.FirstIndex, s.LastIndex = l.first, l.durable
+	for i, seg := range l.segs {
+		if i == len(l.segs)-1 {
+			s.BytesUsed += int64(l.tail - segHeaderSize)
+			s.BytesFree = int64(seg.size() - l.tail)
+		} else if n := len(seg.offs); n > 0 {
+			last := int(seg.offs[n-1])
+			s.BytesUsed += int64(last + recSize(int(readRecHeader(seg.mem[last:]).length)) - segHeaderSize)
+		}
+	}
+	s.Persist = l.persist
+	s.Hardware = l.hw.describe()
+	s.Recovery = l.Recovery()
+	return s
+}
