@@ -439,18 +439,7 @@ func lastNonZero(mem []byte, from, to int) int {
 func (l *Log) cutAfter(i, commit int, stop uint64, cause error) error {
 	s := l.segs[i]
 	lost := int(stop - (s.first + uint64(len(s.offs))) + 1)
-	var seqs []uint64
-	for _, t := range l.segs[i+1:] {
-		seqs = append(seqs, t.seq)
-		t.close()
-	}
-	if l.spare != nil {
-		seqs = append(seqs, l.spare.seq)
-		l.spare.close()
-		l.spare = nil
-	}
-	l.segs = l.segs[:i+1]
-	if err := l.removeFiles(seqs, cause); err != nil {
+	if err := l.removeFiles(l.closeAfter(i), cause); err != nil {
 		return err
 	}
 	end := lastNonZero(s.mem, commit, s.size())
@@ -461,8 +450,8 @@ func (l *Log) cutAfter(i, commit int, stop uint64, cause error) error {
 	return s.zero(commit, end)
 }
 
-// removeFiles deletes segment files, newest first, so that a crash part way
-// leaves no gap, then syncs the directory.
+// removeFiles deletes segment files for a repair, newest first, and
+// reports each.
 func (l *Log) removeFiles(seqs []uint64, cause error) error {
 	for j := len(seqs) - 1; j >= 0; j-- {
 		path := l.segPath(seqs[j])
@@ -470,14 +459,11 @@ func (l *Log) removeFiles(seqs []uint64, cause error) error {
 			l.report.DroppedBytes += f.Size()
 			f.Close()
 		}
-		if err := l.media.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("wal: repair: remove %s: %w", path, err)
-		}
 		l.report.Repaired = true
 		l.report.DroppedFiles = append(l.report.DroppedFiles, path)
 		l.note("repair: removed segment file", "file", path, "reason", cause)
 	}
-	return l.media.SyncDir(l.dir)
+	return l.removeSeqs(seqs)
 }
 
 // holdsNothing reports whether a segment file that cannot be opened as a

@@ -1,7 +1,9 @@
 package wal
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 )
 
 // TruncateFront drops every record before index, for example after a
@@ -108,23 +110,7 @@ func (l *Log) redoCut(index uint64) error {
 	for k+1 < len(l.segs) && l.segs[k+1].first <= index+1 {
 		k++
 	}
-	var drop []uint64
-	for _, t := range l.segs[k+1:] {
-		drop = append(drop, t.seq)
-		t.close()
-	}
-	if l.spare != nil {
-		drop = append(drop, l.spare.seq)
-		l.spare.close()
-		l.spare = nil
-	}
-	l.segs = l.segs[:k+1]
-	for j := len(drop) - 1; j >= 0; j-- {
-		if err := l.media.Remove(l.segPath(drop[j])); err != nil {
-			return fmt.Errorf("wal: truncate back: remove %s: %w", l.segPath(drop[j]), err)
-		}
-	}
-	if err := l.media.SyncDir(l.dir); err != nil {
+	if err := l.removeSeqs(l.closeAfter(k)); err != nil {
 		return err
 	}
 	s := l.segs[k]
@@ -271,4 +257,33 @@ func cutSum(s *segment, off int, h recHeader, batchLeft uint32) uint64 {
 	copy(hdr[:], s.mem[off:off+recHeaderSize])
 	le.PutUint32(hdr[20:], batchLeft)
 	return recordSum(hdr[:], s.mem[off+recHeaderSize:off+recHeaderSize+int(h.length)], s.hdr.salt)
+}
+
+// closeAfter closes the segments after l.segs[k] and the spare, drops them
+// from the log, and returns their sequence numbers, oldest first.
+func (l *Log) closeAfter(k int) []uint64 {
+	var seqs []uint64
+	for _, t := range l.segs[k+1:] {
+		seqs = append(seqs, t.seq)
+		t.close()
+	}
+	if l.spare != nil {
+		seqs = append(seqs, l.spare.seq)
+		l.spare.close()
+		l.spare = nil
+	}
+	l.segs = l.segs[:k+1]
+	return seqs
+}
+
+// removeSeqs removes segment files newest first, so that a crash part way
+// leaves no gap, then syncs the directory.
+func (l *Log) removeSeqs(seqs []uint64) error {
+	for j := len(seqs) - 1; j >= 0; j-- {
+		path := l.segPath(seqs[j])
+		if err := l.media.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("wal: remove %s: %w", path, err)
+		}
+	}
+	return l.media.SyncDir(l.dir)
 }
