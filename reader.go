@@ -41,7 +41,11 @@ func (it *Iterator) All() iter.Seq2[uint64, []byte] {
 				return
 			}
 			l.closeMu.RLock()
-			rec, err := l.borrow(it.next)
+			var rec []byte
+			err := guardFault("iterate", func() (err error) {
+				rec, err = l.borrow(it.next)
+				return err
+			})
 			if err != nil {
 				l.closeMu.RUnlock()
 				it.err = err
@@ -89,10 +93,13 @@ func (t *Tailer) Next(ctx context.Context, buf []byte) (uint64, []byte, error) {
 		if t.next <= l.durable {
 			l.mu.Unlock()
 			l.closeMu.RLock()
-			rec, err := l.borrow(t.next)
-			if err == nil {
-				buf = append(buf[:0], rec...)
-			}
+			err := guardFault("tail", func() error {
+				rec, err := l.borrow(t.next)
+				if err == nil {
+					buf = append(buf[:0], rec...)
+				}
+				return err
+			})
 			l.closeMu.RUnlock()
 			if err != nil {
 				return 0, nil, err

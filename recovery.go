@@ -175,7 +175,7 @@ func (l *Log) recover() error {
 		segs = []*segment{s}
 	}
 	l.segs, l.spare = segs, spare
-	if err := l.scanAll(); err != nil {
+	if err := guardFault("recovery", l.scanAll); err != nil {
 		closeAll(l.segs, l.spare)
 		l.segs, l.spare = nil, nil
 		return err

@@ -363,12 +363,10 @@ func (l *Log) append(one []byte, many [][]byte) (uint64, error) {
 	}
 	// Copy, checksum and flush outside the lock.
 	var flushed int
-	var perr error
-	if many == nil {
-		flushed, perr = l.writeRecords(seg, off, first, one, nil)
-	} else {
-		flushed, perr = l.writeRecords(seg, off, first, nil, many)
-	}
+	perr := guardFault(seg.path, func() (err error) {
+		flushed, err = l.writeRecords(seg, off, first, one, many)
+		return err
+	})
 	return first, l.commit(rs, first+uint64(count)-1, flushed, perr)
 }
 
@@ -682,11 +680,15 @@ func (l *Log) segPath(seq uint64) string { return filepath.Join(l.dir, segName(s
 func (l *Log) Read(index uint64) ([]byte, error) {
 	l.closeMu.RLock()
 	defer l.closeMu.RUnlock()
-	rec, err := l.borrow(index)
-	if err != nil {
-		return nil, err
-	}
-	return append([]byte(nil), rec...), nil
+	var out []byte
+	err := guardFault("read", func() error {
+		rec, err := l.borrow(index)
+		if err == nil {
+			out = append([]byte(nil), rec...)
+		}
+		return err
+	})
+	return out, err
 }
 
 // borrow returns the verified payload of record index as a slice of the
