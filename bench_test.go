@@ -63,16 +63,7 @@ func benchSettle(l *Log) {
 func BenchmarkAppend(b *testing.B) {
 	for _, size := range []int{64, 256, 4096} {
 		b.Run(fmt.Sprintf("size=%d", size), func(b *testing.B) {
-			l := benchOpen(b)
-			data := make([]byte, size)
-			b.SetBytes(int64(size))
-			b.ReportAllocs()
-			b.ResetTimer()
-			for b.Loop() {
-				if _, err := l.Append(data); err != nil {
-					b.Fatal(err)
-				}
-			}
+			benchAppends(b, benchOpen(b), size)
 		})
 	}
 }
@@ -84,17 +75,21 @@ func BenchmarkAppend(b *testing.B) {
 func BenchmarkAppendSustained(b *testing.B) {
 	for _, size := range []int{64, 4096} {
 		b.Run(fmt.Sprintf("size=%d", size), func(b *testing.B) {
-			l := benchOpenSize(b, defaultSegmentSize)
-			data := make([]byte, size)
-			b.SetBytes(int64(size))
-			b.ReportAllocs()
-			b.ResetTimer()
-			for b.Loop() {
-				if _, err := l.Append(data); err != nil {
-					b.Fatal(err)
-				}
-			}
+			benchAppends(b, benchOpenSize(b, defaultSegmentSize), size)
 		})
+	}
+}
+
+// benchAppends times single Appends of size bytes.
+func benchAppends(b *testing.B, l *Log, size int) {
+	data := make([]byte, size)
+	b.SetBytes(int64(size))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := l.Append(data); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
 
