@@ -9,10 +9,9 @@ import (
 // was when each step began, in order, without copying: the slice yielded
 // for a record is the record in the log's mapping, verified against its
 // checksum, and valid only until the loop body returns (copy it to keep
-// it). Other goroutines may append, read and tail during the loop; the loop
-// body itself must not call Append, AppendBatch, TruncateFront,
-// TruncateBack or Close (a truncation or Close waits for the loop step to
-// end, and an append from inside it could wait behind them).
+// it). Other goroutines may append, read, tail, truncate and close during
+// the loop, and so may the loop body itself: a segment is kept mapped while
+// a loop body holds a slice of it, even if a truncation removes its file.
 // The loop ends early at the first error, which Err then returns:
 //
 //	it := l.Records(l.FirstIndex())
@@ -42,8 +41,9 @@ func (it *Iterator) All() iter.Seq2[uint64, []byte] {
 			}
 			l.closeMu.RLock()
 			var rec []byte
+			var seg *segment
 			err := guardFault("iterate", func() (err error) {
-				rec, err = l.borrow(it.next)
+				rec, seg, err = l.borrow(it.next)
 				return err
 			})
 			if err != nil {
@@ -51,10 +51,14 @@ func (it *Iterator) All() iter.Seq2[uint64, []byte] {
 				it.err = err
 				return
 			}
+			// Pinned, the segment stays mapped through the loop body even if
+			// a truncation or Close removes it meanwhile.
+			seg.pin()
+			l.closeMu.RUnlock()
 			idx := it.next
 			it.next++
 			more := yield(idx, rec)
-			l.closeMu.RUnlock()
+			seg.unpin()
 			if !more {
 				return
 			}
@@ -94,7 +98,7 @@ func (t *Tailer) Next(ctx context.Context, buf []byte) (uint64, []byte, error) {
 			l.mu.Unlock()
 			l.closeMu.RLock()
 			err := guardFault("tail", func() error {
-				rec, err := l.borrow(t.next)
+				rec, _, err := l.borrow(t.next)
 				if err == nil {
 					buf = append(buf[:0], rec...)
 				}
@@ -145,9 +149,15 @@ type Stats struct {
 
 // Stats returns the log's counters and state.
 func (l *Log) Stats() Stats {
+	l.closeMu.RLock()
+	defer l.closeMu.RUnlock()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	s := l.stats
+	if l.closed {
+		s.FirstIndex, s.LastIndex, s.Persist = l.first, l.durable, l.persist
+		return s
+	}
 	s.Segments = len(l.segs)
 	s.FirstIndex, s.LastIndex = l.first, l.durable
 	for i, seg := range l.segs {

@@ -162,3 +162,26 @@ func TestStats(t *testing.T) {
 		t.Fatalf("fences %d, hardware %+v", s.Fences, s.Hardware)
 	}
 }
+
+// A slice borrowed in a Records loop stays readable while the loop body
+// truncates its segment away and even closes the log.
+func TestRecordsPinsSegment(t *testing.T) {
+	l := truncOpen(t, truncDir(t))
+	truncFill(t, l, 12000)
+	it := l.Records(1)
+	for idx, rec := range it.All() {
+		if err := l.TruncateFront(11000); err != nil { // removes segment 1's file
+			t.Fatal(err)
+		}
+		if err := l.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if idx != 1 || !bytes.Equal(rec, truncRec(1)) {
+			t.Fatalf("borrowed record %d changed under truncation and Close", idx)
+		}
+		break
+	}
+	if err := it.Err(); err != nil {
+		t.Fatal(err)
+	}
+}

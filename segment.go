@@ -6,20 +6,27 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 )
 
 // segment is one mapped segment file.
 type segment struct {
-	seq   uint64
-	path  string
-	f     MediaFile
-	m     Mapping
-	om    *osMapping // m, when it is the OS mapping: the append path calls it directly
-	mem   []byte     // m.Bytes(): the whole file, mapped shared
-	hdr   segHeader
-	mode  Persist // PersistDAX, PersistCacheFlush or PersistMsync
-	first uint64  // index of the first record; 0 while not activated
-	offs  []uint32
+	seq  uint64
+	path string
+	f    MediaFile
+	m    Mapping
+	om   *osMapping // m, when it is the OS mapping: the append path calls it directly
+	mem  []byte     // m.Bytes(): the whole file, mapped shared
+
+	pins        atomic.Int32 // iterators inside the segment
+	retired     atomic.Bool  // closed: unmap when the last pin goes
+	releaseOnce sync.Once
+	releaseErr  error
+	hdr         segHeader
+	mode        Persist // PersistDAX, PersistCacheFlush or PersistMsync
+	first       uint64  // index of the first record; 0 while not activated
+	offs        []uint32
 }
 
 const (
@@ -154,11 +161,36 @@ func (s *segment) fence() {
 // size is the segment's length in bytes.
 func (s *segment) size() int { return len(s.mem) }
 
+// close retires the segment: it is unmapped and its file closed at once,
+// or, while an iterator has it pinned, when the last pin goes.
 func (s *segment) close() error {
-	err := s.m.Unmap()
-	s.mem = nil
-	if cerr := s.f.Close(); err == nil {
-		err = cerr
+	s.retired.Store(true)
+	if s.pins.Load() == 0 {
+		return s.release()
 	}
-	return err
+	return nil
+}
+
+// pin keeps the segment mapped until unpin, even if it is closed meanwhile.
+// Pins are taken only under l.closeMu held shared, so never concurrently
+// with close, which runs with it held exclusively or before the log is
+// shared.
+func (s *segment) pin() { s.pins.Add(1) }
+
+func (s *segment) unpin() {
+	if s.pins.Add(-1) == 0 && s.retired.Load() {
+		s.release()
+	}
+}
+
+func (s *segment) release() error {
+	s.releaseOnce.Do(func() {
+		err := s.m.Unmap()
+		s.mem = nil
+		if cerr := s.f.Close(); err == nil {
+			err = cerr
+		}
+		s.releaseErr = err
+	})
+	return s.releaseErr
 }

@@ -45,10 +45,11 @@ func (l *Log) TruncateFront(index uint64) error {
 	}
 	l.first = index
 	for len(l.segs) > 1 && l.segs[1].first <= index {
-		if err := l.dropSegment(l.segs[0], ""); err != nil {
+		s := l.segs[0]
+		l.segs = l.segs[1:]
+		if err := l.dropSegment(s, ""); err != nil {
 			return err // the log is consistent: recovery finishes the job
 		}
-		l.segs = l.segs[1:]
 	}
 	return nil
 }
@@ -71,11 +72,11 @@ func (l *Log) TruncateBack(index uint64) error {
 	if err := l.usable(); err != nil {
 		return err
 	}
-	if index+1 < l.first {
-		return fmt.Errorf("%w: truncate back to %d, below the first index %d", ErrNotFound, index, l.first)
-	}
 	if index >= l.durable {
 		return nil
+	}
+	if index < l.first-1 {
+		return fmt.Errorf("%w: truncate back to %d, below the first index %d", ErrNotFound, index, l.first)
 	}
 	// The intent is durable first: recovery redoes the cut from it, so a
 	// crash leaves the log wholly before or wholly after.
@@ -158,10 +159,14 @@ func (l *Log) resetAt(first uint64) error {
 	}
 	old := l.segs
 	l.segs = []*segment{sp}
+	var err error
 	for _, s := range old {
-		if err := l.dropSegment(s, ""); err != nil {
-			return err
+		if e := l.dropSegment(s, ""); err == nil {
+			err = e
 		}
+	}
+	if err != nil {
+		return err
 	}
 	l.nextSeq = sp.seq + 1
 	l.next = first
@@ -194,7 +199,7 @@ func (l *Log) takePrepared() {
 // truncated away, and syncs the directory.
 func (l *Log) dropSegment(s *segment, why string) error {
 	s.close()
-	if err := l.media.Remove(s.path); err != nil {
+	if err := l.media.Remove(s.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("wal: remove %s: %w", s.path, err)
 	}
 	if why != "" {
@@ -259,15 +264,16 @@ func cutSum(s *segment, off int, h recHeader, batchLeft uint32) uint64 {
 	return recordSum(hdr[:], s.mem[off+recHeaderSize:off+recHeaderSize+int(h.length)], s.hdr.salt)
 }
 
-// closeAfter closes the segments after l.segs[k] and the spare, drops them
-// from the log, and returns their sequence numbers, oldest first.
+// closeAfter closes the segments after l.segs[k] and, when there are any,
+// the spare (whose sequence number no longer follows), drops them from the
+// log, and returns their sequence numbers, oldest first.
 func (l *Log) closeAfter(k int) []uint64 {
 	var seqs []uint64
 	for _, t := range l.segs[k+1:] {
 		seqs = append(seqs, t.seq)
 		t.close()
 	}
-	if l.spare != nil {
+	if l.spare != nil && len(seqs) > 0 {
 		seqs = append(seqs, l.spare.seq)
 		l.spare.close()
 		l.spare = nil

@@ -148,7 +148,8 @@ type Log struct {
 	hw       hw // flush instruction, eADR, non-temporal threshold
 
 	// closeMu is held shared by every operation that touches a mapping and
-	// exclusively by Close, so nothing is unmapped under a reader.
+	// exclusively by Close and the truncations, so nothing is unmapped
+	// under a reader.
 	closeMu sync.RWMutex
 
 	mu     sync.Mutex
@@ -634,6 +635,9 @@ func (l *Log) rollover() error {
 // startPrepare creates the next segment file in the background (l.mu held
 // or the log not yet shared).
 func (l *Log) startPrepare() {
+	if l.spare != nil || l.prepCh != nil {
+		return // the next segment is ready or on its way
+	}
 	ch := make(chan prepResult, 1)
 	l.prepCh = ch
 	seq := l.nextSeq
@@ -682,7 +686,7 @@ func (l *Log) Read(index uint64) ([]byte, error) {
 	defer l.closeMu.RUnlock()
 	var out []byte
 	err := guardFault("read", func() error {
-		rec, err := l.borrow(index)
+		rec, _, err := l.borrow(index)
 		if err == nil {
 			out = append([]byte(nil), rec...)
 		}
@@ -692,17 +696,18 @@ func (l *Log) Read(index uint64) ([]byte, error) {
 }
 
 // borrow returns the verified payload of record index as a slice of the
-// mapping, valid while the caller holds l.closeMu shared.
-func (l *Log) borrow(index uint64) ([]byte, error) {
+// mapping, and its segment; the slice is valid while the caller holds
+// l.closeMu shared, or has pinned the segment.
+func (l *Log) borrow(index uint64) ([]byte, *segment, error) {
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
-		return nil, ErrClosed
+		return nil, nil, ErrClosed
 	}
 	if index < l.first || index > l.durable {
 		first, last := l.first, l.durable
 		l.mu.Unlock()
-		return nil, fmt.Errorf("%w: index %d outside [%d, %d]", ErrNotFound, index, first, last)
+		return nil, nil, fmt.Errorf("%w: index %d outside [%d, %d]", ErrNotFound, index, first, last)
 	}
 	seg := l.segFor(index)
 	off := int(seg.offs[index-seg.first])
@@ -711,12 +716,12 @@ func (l *Log) borrow(index uint64) ([]byte, error) {
 	h := readRecHeader(seg.mem[off:])
 	end := off + recHeaderSize + int(h.length)
 	if h.index != index || end > seg.size() {
-		return nil, fmt.Errorf("%w: %s offset %d: record header does not match index %d", ErrCorrupt, seg.path, off, index)
+		return nil, nil, fmt.Errorf("%w: %s offset %d: record header does not match index %d", ErrCorrupt, seg.path, off, index)
 	}
 	if !recordSumOK(seg, off, h) {
-		return nil, fmt.Errorf("%w: %s offset %d: checksum mismatch in record %d", ErrCorrupt, seg.path, off, index)
+		return nil, nil, fmt.Errorf("%w: %s offset %d: checksum mismatch in record %d", ErrCorrupt, seg.path, off, index)
 	}
-	return seg.mem[off+recHeaderSize : end : end], nil
+	return seg.mem[off+recHeaderSize : end : end], seg, nil
 }
 
 // segFor returns the segment holding index (l.mu held, index in range).
