@@ -20,13 +20,11 @@ import (
 // TruncateFront waits for appends and reads in progress and holds off new
 // ones while it runs.
 func (l *Log) TruncateFront(index uint64) error {
-	l.closeMu.Lock()
-	defer l.closeMu.Unlock()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if err := l.usable(); err != nil {
+	unlock, err := l.exclusive()
+	if err != nil {
 		return err
 	}
+	defer unlock()
 	if index <= l.first {
 		return nil
 	}
@@ -65,13 +63,11 @@ func (l *Log) TruncateFront(index uint64) error {
 // TruncateBack waits for appends and reads in progress and holds off new
 // ones while it runs.
 func (l *Log) TruncateBack(index uint64) error {
-	l.closeMu.Lock()
-	defer l.closeMu.Unlock()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if err := l.usable(); err != nil {
+	unlock, err := l.exclusive()
+	if err != nil {
 		return err
 	}
+	defer unlock()
 	if index >= l.durable {
 		return nil
 	}
@@ -92,12 +88,25 @@ func (l *Log) TruncateBack(index uint64) error {
 	return nil
 }
 
-// usable reports why the log cannot be changed (l.mu held).
-func (l *Log) usable() error {
-	if l.closed {
-		return ErrClosed
+// exclusive takes the mapping lock exclusively (no append, Read or Tail in
+// progress) and l.mu, for a truncation; it fails on a closed or failed log.
+func (l *Log) exclusive() (unlock func(), err error) {
+	l.closeMu.Lock()
+	l.mu.Lock()
+	unlock = func() {
+		l.mu.Unlock()
+		l.closeMu.Unlock()
 	}
-	return l.failed
+	if l.closed {
+		err = ErrClosed
+	} else {
+		err = l.failed
+	}
+	if err != nil {
+		unlock()
+		return nil, err
+	}
+	return unlock, nil
 }
 
 // redoCut removes every record after index, given that META already says

@@ -66,16 +66,20 @@ func FuzzTornWrite(f *testing.F) {
 		if batch {
 			last = append(last, payload(4, 1, int(size)%300), payload(4, 2, 8))
 		}
+		appendLast := func(l *wal.Log) {
+			var err error
+			if batch {
+				_, err = l.AppendBatch(last)
+			} else {
+				_, err = l.Append(last[0])
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
 		before := sim.Events()
 		next := l.LastIndex() + 1
-		if batch {
-			_, err = l.AppendBatch(last)
-		} else {
-			_, err = l.Append(last[0])
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+		appendLast(l)
 		fence := sim.Events() // the append's last event is its fence
 		l.Close()
 		o.appended(next, last, batch, false)
@@ -96,14 +100,7 @@ func FuzzTornWrite(f *testing.F) {
 			t.Fatalf("replay diverged: %d events, first run %d", sim2.Events(), before)
 		}
 		sim2.CrashAt(fence)
-		if batch {
-			_, err = l.AppendBatch(last)
-		} else {
-			_, err = l.Append(last[0])
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+		appendLast(l)
 		l.Close()
 		img := sim2.Image()
 		if img == nil {
