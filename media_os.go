@@ -158,8 +158,9 @@ func (m *osMedia) Open(path string) (MediaFile, error) {
 
 type osFile struct {
 	*os.File
-	size int64
-	hw   *hw
+	size    int64
+	hw      *hw
+	private bool // opened read-only: Map is copy-on-write (Options.ReadOnly)
 }
 
 func (f *osFile) Size() int64 { return f.size }
@@ -169,6 +170,15 @@ func (f *osFile) Map(want Persist) (Mapping, error) {
 	prot := unix.PROT_READ | unix.PROT_WRITE
 	m := &osMapping{f: f, hw: f.hw}
 	var err error
+	if f.private {
+		// Stores (recovery zeroing a torn tail in its view) stay in this
+		// process; msync of a private mapping writes nothing back.
+		if m.mem, err = unix.Mmap(fd, 0, size, prot, unix.MAP_PRIVATE); err != nil {
+			return nil, fmt.Errorf("wal: mmap %s: %w", f.Name(), err)
+		}
+		m.mode = PersistMsync
+		return m, nil
+	}
 	switch want {
 	case PersistAuto, PersistDAX:
 		m.mem, err = unix.Mmap(fd, 0, size, prot, unix.MAP_SHARED_VALIDATE|unix.MAP_SYNC|unix.MAP_POPULATE)

@@ -259,6 +259,9 @@ func (l *Log) recoverMeta(firstSeg *segment) (meta, error) {
 			m.first = firstSeg.first
 		}
 		l.report.Repaired = true
+		if len(b) > 0 {
+			l.dropped(path, 0, int64(len(b)), "repair: META replaced")
+		}
 		l.note("repair: rebuilt META from the first segment", "file", path, "first", m.first, "reason", cause)
 	}
 	return m, l.writeMeta(m)
@@ -335,6 +338,7 @@ func (l *Log) scanTail(s *segment) error {
 		l.report.DroppedRecords += found
 		end := lastNonZero(s.mem, commit, size)
 		l.report.DroppedBytes += int64(end - commit)
+		l.dropped(s.path, int64(commit), int64(end-commit), "repair: cut at the last good record")
 		l.note("repair: cut the log at the last good record", "file", s.path, "offset", commit, "records", found, "reason", err)
 		l.tail, l.wOff, l.dOff = commit, commit, commit
 		return s.zero(commit, end)
@@ -344,6 +348,7 @@ func (l *Log) scanTail(s *segment) error {
 		l.report.TornTail = true
 		l.report.DroppedRecords += found
 		l.report.DroppedBytes += int64(end - commit)
+		l.dropped(s.path, int64(commit), int64(end-commit), "torn tail")
 		l.note("dropped a torn tail", "file", s.path, "offset", commit, "bytes", end-commit, "records", found, "why", why)
 		if err := s.zero(commit, end); err != nil {
 			return err
@@ -446,6 +451,9 @@ func (l *Log) cutAfter(i, commit int, stop uint64, cause error) error {
 	l.report.Repaired = true
 	l.report.DroppedRecords += lost
 	l.report.DroppedBytes += int64(end - commit)
+	if end > commit {
+		l.dropped(s.path, int64(commit), int64(end-commit), "repair: cut at the last good record")
+	}
 	l.note("repair: cut the log at the last good record", "file", s.path, "offset", commit, "reason", cause)
 	return s.zero(commit, end)
 }
@@ -457,6 +465,7 @@ func (l *Log) removeFiles(seqs []uint64, cause error) error {
 		path := l.segPath(seqs[j])
 		if f, err := l.media.Open(path); err == nil {
 			l.report.DroppedBytes += f.Size()
+			l.dropped(path, 0, f.Size(), "repair: file removed")
 			f.Close()
 		}
 		l.report.Repaired = true
@@ -506,6 +515,11 @@ func closeAll(segs []*segment, spare *segment) {
 	if spare != nil {
 		spare.close()
 	}
+}
+
+// dropped records a byte range recovery discarded.
+func (l *Log) dropped(path string, off, n int64, why string) {
+	l.report.Dropped = append(l.report.Dropped, Extent{File: path, Offset: off, Length: n, Why: why})
 }
 
 // note records a recovery action in the report and the logger.

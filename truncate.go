@@ -97,9 +97,12 @@ func (l *Log) exclusive() (unlock func(), err error) {
 		l.mu.Unlock()
 		l.closeMu.Unlock()
 	}
-	if l.closed {
+	switch {
+	case l.closed:
 		err = ErrClosed
-	} else {
+	case l.opts.ReadOnly:
+		err = ErrReadOnly
+	default:
 		err = l.failed
 	}
 	if err != nil {

@@ -47,6 +47,9 @@ var (
 	// log refuses every append from then on, since it can no longer tell what
 	// reached the media; reopen it to recover.
 	ErrFailed = errors.New("wal: persistence failed; reopen the log")
+	// ErrReadOnly: the log was opened with Options.ReadOnly and the call
+	// would change it.
+	ErrReadOnly = errors.New("wal: log is open read-only")
 )
 
 // Persist selects how appends are made durable.
@@ -121,6 +124,17 @@ type Options struct {
 	// system's files and mmap. Package github.com/pmwal/wal/fuzz provides a
 	// Media that simulates power failures under the real log code.
 	Media Media
+	// ReadOnly opens an existing log without changing anything on the
+	// media: for inspection tools and backups. Open takes a shared lock
+	// (so it fails with ErrLocked while a writer has the log open, and a
+	// writer fails with ErrLocked while it is held), maps the segments
+	// copy-on-write, and runs the same recovery a writer would, in this
+	// process's view only: Recovery reports what a writer's Open would
+	// drop (a torn tail, or with RepairCorruption the cut), and reads see
+	// exactly the records a writer would keep. Append, AppendBatch and the
+	// truncations fail with ErrReadOnly. A directory that holds no log is
+	// an error wrapping fs.ErrNotExist.
+	ReadOnly bool
 }
 
 // RecoveryReport says what Open found and what it discarded.
@@ -132,8 +146,18 @@ type RecoveryReport struct {
 	DroppedRecords int           // complete-looking records discarded (unacknowledged tail or after corruption)
 	DroppedBytes   int64         // bytes zeroed or removed
 	DroppedFiles   []string      // files removed
+	Dropped        []Extent      // every byte range zeroed or file removed, in the order recovery dropped them
 	Reasons        []string      // one line per action taken
 	Duration       time.Duration // time spent in recovery
+}
+
+// Extent is a byte range of a file that recovery discarded. A removed file
+// is one extent from offset 0 over its whole length.
+type Extent struct {
+	File   string // path of the file
+	Offset int64  // first byte dropped
+	Length int64  // bytes dropped
+	Why    string // torn tail, repair of corruption, or a rebuilt META
 }
 
 // Log is a write-ahead log. All methods are safe for concurrent use.
@@ -251,6 +275,9 @@ func Open(dir string, opts *Options) (*Log, error) {
 	if l.media == nil {
 		l.media = &osMedia{hw: &l.hw}
 	}
+	if o.ReadOnly {
+		l.media = newReadOnlyMedia(l.media)
+	}
 	l.cond.L = &l.mu
 	if err := l.media.MkdirAll(dir, dirMode); err != nil {
 		return nil, fmt.Errorf("wal: %w", err)
@@ -264,7 +291,7 @@ func Open(dir string, opts *Options) (*Log, error) {
 		return nil, err
 	}
 	l.report.Duration = time.Since(start)
-	if l.spare == nil {
+	if l.spare == nil && !o.ReadOnly {
 		l.startPrepare()
 	}
 	return l, nil
@@ -279,6 +306,7 @@ func (l *Log) Persist() Persist { return l.persist }
 func (l *Log) Recovery() RecoveryReport {
 	r := l.report
 	r.DroppedFiles = append([]string(nil), r.DroppedFiles...)
+	r.Dropped = append([]Extent(nil), r.Dropped...)
 	r.Reasons = append([]string(nil), r.Reasons...)
 	return r
 }
@@ -317,6 +345,9 @@ func (l *Log) Append(data []byte) (uint64, error) {
 // returns the index the next record will get.
 func (l *Log) AppendBatch(records [][]byte) (uint64, error) {
 	if len(records) == 0 {
+		if l.opts.ReadOnly {
+			return 0, ErrReadOnly
+		}
 		l.closeMu.RLock()
 		defer l.closeMu.RUnlock()
 		l.mu.Lock()
@@ -334,6 +365,9 @@ func (l *Log) AppendBatch(records [][]byte) (uint64, error) {
 
 // append is the one write path: a single record (one) or a batch (many).
 func (l *Log) append(one []byte, many [][]byte) (uint64, error) {
+	if l.opts.ReadOnly {
+		return 0, ErrReadOnly
+	}
 	total, count := 0, 1
 	if many == nil {
 		total = recSize(len(one))
