@@ -18,9 +18,13 @@ import (
 
 // testDir returns a fresh directory and the persistence mode for it: a
 // directory under /dev/shm with PersistCacheFlush where tmpfs is there,
-// else t.TempDir() with PersistMsync.
+// else (or with RAFTSTORE_TEST_DISK=1 in the environment) t.TempDir()
+// with PersistMsync.
 func testDir(t testing.TB) (string, wal.Persist) {
 	t.Helper()
+	if os.Getenv("RAFTSTORE_TEST_DISK") == "1" {
+		return t.TempDir(), wal.PersistMsync
+	}
 	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
 		if dir, err := os.MkdirTemp("/dev/shm", "raftstore-test-"); err == nil {
 			t.Cleanup(func() { os.RemoveAll(dir) })
