@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"time"
@@ -14,18 +13,20 @@ import (
 // runDemo is the library's main job end to end, with no set-up: append
 // records, close, reopen and read them back, then tear the last record on
 // disk as a crash would and show that recovery drops it and nothing else.
-func runDemo(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("demo", "[--dir DIR] [--persist MODE] [--records N] [--keep]", stderr)
+func runDemo(e env) error {
+	stdout := e.stdout
+	fs := newFlags("demo", "[--dir DIR] [--persist MODE] [--records N] [--keep]",
+		"Writes records to a fresh log, reopens it and reads them back, then tears the last\nrecord on disk as a crash would and shows recovery dropping exactly the torn batch.", e.stderr)
 	dir := fs.String("dir", "", "log directory (default: a new directory under /dev/shm, or the system temporary directory)")
 	persist := fs.String("persist", "auto", "persistence: auto, dax, cacheflush or msync")
 	records := fs.Int("records", 10000, "records to append")
 	keep := fs.Bool("keep", false, "keep the log directory afterwards")
-	if err := fs.Parse(args); err != nil {
+	if _, err := parse(fs, e.args, 0); err != nil {
 		return err
 	}
-	if fs.NArg() != 0 || *records < 2 {
+	if *records < 11 {
 		fs.Usage()
-		return fmt.Errorf("demo: bad arguments")
+		return fmt.Errorf("%w: --records must be at least 11", errUsage)
 	}
 	mode, err := wal.ParsePersist(*persist)
 	if err != nil {
