@@ -352,7 +352,7 @@ func TestRepair(t *testing.T) {
 	seg := corruptSealed(t, dir)
 	before := snapFiles(t, dir)
 	// Declined, and no answer at all: nothing changes.
-	pmwal(t, "no\n", "repair", dir).want(t, 1, "repair declined", "keeps records 1..6")
+	pmwal(t, "no\n", "repair", dir).want(t, 1, "repair declined", "keeps records 1..6; everything from record 7 on is dropped")
 	pmwal(t, "", "repair", dir).want(t, 2, "pass --yes")
 	sameFiles(t, dir, before)
 	if m, _ := filepath.Glob(dir + ".dropped-*"); len(m) != 0 {
@@ -360,7 +360,7 @@ func TestRepair(t *testing.T) {
 	}
 
 	r := pmwal(t, "", "repair", "--yes", dir)
-	r.want(t, 0, "corruption:", "keeps records 1..6", filepath.Base(seg), "saved the dropped bytes in", "repaired: "+dir+" now holds records 1..6")
+	r.want(t, 0, "corruption:", "keeps records 1..6; everything from record 7 on is dropped", filepath.Base(seg), "saved the dropped bytes in", "repaired: "+dir+" now holds records 1..6")
 	pmwal(t, "", "verify", dir).want(t, 0, "ok: records 1..6 (6 records")
 
 	// The archive holds exactly the bytes the repair dropped, as they were.

@@ -55,12 +55,24 @@ func runRepair(e env) error {
 	plan := l.Recovery()
 	first, last := l.FirstIndex(), l.LastIndex()
 	l.Close()
-	fmt.Fprintf(e.stdout, "the repair keeps records %d..%d and drops:\n", first, last)
+	fmt.Fprintf(e.stdout, "the repair keeps records %d..%d; everything from record %d on is dropped:\n", first, last, last+1)
+	removed := 0
 	for _, d := range plan.Dropped {
-		fmt.Fprintf(e.stdout, "  %s offset %d, %d bytes (%s)\n", filepath.Base(d.File), d.Offset, d.Length, d.Why)
+		if d.Why == "repair: file removed" {
+			removed++
+		}
 	}
-	if plan.DroppedRecords > 0 {
-		fmt.Fprintf(e.stdout, "  (%d complete records among them)\n", plan.DroppedRecords)
+	shown := 0
+	for _, d := range plan.Dropped {
+		if d.Why == "repair: file removed" && removed > 4 {
+			if shown++; shown > 2 {
+				if shown == 3 {
+					fmt.Fprintf(e.stdout, "  ... and %d more segment files removed whole\n", removed-2)
+				}
+				continue
+			}
+		}
+		fmt.Fprintf(e.stdout, "  %s offset %d, %d bytes (%s)\n", filepath.Base(d.File), d.Offset, d.Length, d.Why)
 	}
 
 	if !*yes {
