@@ -32,4 +32,9 @@ require (
 
 replace github.com/pmwal/wal => ../
 
+// raft v1.8.0 requires go-metrics v0.7.0, which dropped the package
+// go-metrics/compat that raft-boltdb/v2 v2.3.1 (used only by the comparison
+// benchmark) imports. v0.6.1 still has it and builds raft v1.8.0. This only
+// affects builds of this module itself: the raftstore package does not
+// import raft-boltdb, and a replace does not apply to importers.
 replace github.com/hashicorp/go-metrics => github.com/hashicorp/go-metrics v0.6.1
