@@ -110,6 +110,11 @@ cut)
 	;;
 check)
 	/bin/pmwal-dax-guest check -dir /mnt/cut/log -seed "$seed" -inc "$inc" || die "check failed to run"
+	# What the operator's command says about a log on DAX.
+	for c in info verify; do
+		/bin/pmwal $c /mnt/cut/log >/tmp/pmwal.out 2>&1 || { sed 's/^/PMWAL INFO /' /tmp/pmwal.out; die "pmwal $c failed"; }
+		echo "\$ pmwal $c /mnt/cut/log" | cat - /tmp/pmwal.out | sed 's/^/PMWAL INFO /'
+	done
 	;;
 none) ;;
 *) die "unknown job $job" ;;

@@ -255,7 +255,7 @@ func runCuts(img string, setup bool) error {
 	fmt.Printf("== DAX guest: %d power cuts (seed %d; consoles in %s)\n", *cuts, *seed, *work)
 	rng := rand.New(rand.NewPCG(*seed, 0x637574))
 	var o daxcut.Oracle
-	readyAvg := 15 * time.Second // boot to the first append, running average
+	readyAvg := 6 * time.Second // boot to the first append, running average
 	early, duringAppend, noAck := 0, 0, 0
 	started := time.Now()
 	for inc := 1; inc <= *cuts+1; inc++ {
@@ -269,11 +269,12 @@ func runCuts(img string, setup bool) error {
 		if setup && inc == 1 {
 			args += " pmwal.setup=1"
 		}
-		// Most cuts land while the guest appends; one in six lands at a
+		// Most cuts land while the guest appends; one in five lands at a
 		// random moment of the boot before that: in the kernel, in ext4's
-		// journal replay, or in the log's own recovery.
-		isEarly := !last && inc > 1 && rng.IntN(6) == 0
-		earlyAt := time.Duration(rng.Float64() * float64(readyAvg))
+		// journal replay, or in the log's own recovery (the guest is
+		// usually ready after readyAvg).
+		isEarly := !last && inc%5 == 3
+		earlyAt := time.Duration((0.2 + 0.75*rng.Float64()) * float64(readyAvg))
 		runFor := time.Duration(rng.Int64N(int64(*maxAfterAck)))
 		g, err := boot(name, img, args)
 		if err != nil {
@@ -297,6 +298,9 @@ func runCuts(img string, setup bool) error {
 			early++
 		}
 		fmt.Printf("  %s\n", res.report)
+		for _, l := range res.info {
+			fmt.Printf("    %s\n", l)
+		}
 	}
 	fmt.Printf("  %d power cuts (%d while appending, %d of them before any acknowledgement reached the host; %d during boot, mount or recovery) in %.0fs\n",
 		*cuts, duringAppend, noAck, early, time.Since(started).Seconds())
@@ -310,6 +314,7 @@ func runCuts(img string, setup bool) error {
 
 type cutResult struct {
 	report    string
+	info      []string // pmwal info and verify, from the last boot
 	ready     time.Duration
 	appending bool
 	acks      int
@@ -407,6 +412,8 @@ func driveCut(g *guest, o *daxcut.Oracle, inc uint32, last, isEarly bool, earlyA
 				return res, fmt.Errorf("the guest failed: %s", t)
 			case strings.HasPrefix(t, "PMWAL DONE"):
 				powerOff = true
+			case strings.HasPrefix(t, "PMWAL INFO"):
+				res.info = append(res.info, strings.TrimPrefix(strings.TrimPrefix(t, "PMWAL INFO"), " "))
 			case strings.HasPrefix(t, "PMWAL FSCK"):
 				checked += "; " + strings.TrimPrefix(t, "PMWAL ")
 			}
