@@ -84,6 +84,9 @@ func run() error {
 		}
 		setupDone = true
 	}
+	if *cuts == 0 {
+		return nil
+	}
 	return runCuts(img, !setupDone)
 }
 
@@ -337,6 +340,7 @@ func driveCut(g *guest, o *daxcut.Oracle, inc uint32, last, isEarly bool, earlyA
 		cutTimer = time.After(earlyAt)
 	}
 	checked := "no check (cut before it finished)"
+	stage := "in the kernel's boot" // where the guest was, from its last line
 	var checkTime time.Duration
 	var firstAck uint64
 	var lastAck uint64
@@ -354,7 +358,7 @@ func driveCut(g *guest, o *daxcut.Oracle, inc uint32, last, isEarly bool, earlyA
 				}
 				when := "while appending"
 				if !res.appending {
-					when = "before appending"
+					when = "before appending, " + stage + ","
 				}
 				if last {
 					res.report = fmt.Sprintf("final boot: %s", checked)
@@ -368,6 +372,12 @@ func driveCut(g *guest, o *daxcut.Oracle, inc uint32, last, isEarly bool, earlyA
 			}
 			t := l.text
 			switch {
+			case strings.HasPrefix(t, "PMWAL BOOTED"):
+				stage = "in init (modules, namespace, ext4 mount and journal replay)"
+			case strings.HasPrefix(t, "PMWAL MOUNTED"):
+				stage = "in the log's recovery and check"
+			}
+			switch {
 			case strings.HasPrefix(t, "PMWAL CHECK "):
 				s, perr := daxcut.ParseSummary(strings.TrimPrefix(t, "PMWAL CHECK "))
 				if perr != nil {
@@ -380,6 +390,7 @@ func driveCut(g *guest, o *daxcut.Oracle, inc uint32, last, isEarly bool, earlyA
 					return res, fmt.Errorf("the oracle failed after the power cut:\n  %s", strings.Join(v, "\n  "))
 				}
 				checkTime = l.at.Sub(g.start)
+				stage = "between the check and the appender's Open"
 				checked = fmt.Sprintf("recovered 1..%d (torn tail %v, dropped %d) in %dms, checked at %.1fs", s.Last, s.Torn, s.Dropped, s.Millis, checkTime.Seconds())
 			case strings.HasPrefix(t, "PMWAL APPEND-START first="):
 				n, perr := strconv.ParseUint(strings.TrimPrefix(t, "PMWAL APPEND-START first="), 10, 64)
