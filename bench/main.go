@@ -56,7 +56,7 @@ func parseFlags(args []string, out io.Writer) (*config, error) {
 	var only string
 	fs.BoolVar(&c.quick, "quick", false, "short run for CI: 2 repetitions, 25 ms per cell, a 16 MiB log for open and read, 4 MiB segments")
 	fs.BoolVar(&full, "full", false, "the published run (the default): 5 repetitions, 200 ms per cell, a 1 GiB log, default segments")
-	fs.IntVar(&reps, "reps", 0, "repetitions (overrides --quick/--full)")
+	fs.IntVar(&reps, "reps", -1, "repetitions (overrides --quick/--full)")
 	fs.DurationVar(&budget, "budget", 0, "measured time per cell and repetition (overrides --quick/--full)")
 	fs.DurationVar(&warmup, "warmup", -1, "unmeasured appends before each append cell (overrides --quick/--full)")
 	fs.Int64Var(&logMiB, "log-mib", 0, "size of the log the open and read workloads use, in MiB (overrides --quick/--full)")
@@ -82,7 +82,7 @@ func parseFlags(args []string, out io.Writer) (*config, error) {
 	} else {
 		c.reps, c.budget, c.warmup, c.logMiB, c.segMiB = 5, 200*time.Millisecond, 50*time.Millisecond, 1024, 0
 	}
-	if reps != 0 {
+	if reps >= 0 {
 		c.reps = reps
 	}
 	if budget != 0 {
@@ -143,13 +143,16 @@ func run(args []string, out io.Writer) error {
 	defer b.cleanup()
 	// An interrupted run removes its logs (gigabytes of tmpfs) on the way out.
 	sig := make(chan os.Signal, 1)
+	done := make(chan struct{})
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
-	defer signal.Stop(sig)
+	defer func() { signal.Stop(sig); close(done) }()
 	go func() {
-		if _, ok := <-sig; ok {
+		select {
+		case <-sig:
 			fmt.Fprintln(os.Stderr, "bench: interrupted; removing the work directories")
 			b.cleanup()
 			os.Exit(130)
+		case <-done:
 		}
 	}()
 	res := b.measure(out)

@@ -173,7 +173,7 @@ func writeSVG(w io.Writer, r *results) error {
 			if math.IsNaN(rw.Median) {
 				continue
 			}
-			label := rw.Sys.Label() + " · " + rw.Sys.FS
+			label := chartLabel(rw.Sys)
 			g.bars = append(g.bars, bar{label, rw.Median, colorOf(rw.Sys)})
 			lo = math.Min(lo, rw.Median)
 			hi = math.Max(hi, rw.Median)
@@ -205,7 +205,7 @@ func writeSVG(w io.Writer, r *results) error {
 	for d := dlo; d <= dhi; d++ {
 		gx := x(math.Pow(10, d))
 		ew.printf(`<line x1="%.1f" y1="%.0f" x2="%.1f" y2="%.0f" stroke="#ddd"/>`+"\n", gx, top-8, gx, gridBottom)
-		ew.printf(`<text x="%.1f" y="%.0f" text-anchor="middle" fill="#555">%s</text>`+"\n", gx, top-12, xmlEscape(fmtNS(math.Pow(10, d))))
+		ew.printf(`<text x="%.1f" y="%.0f" text-anchor="middle" fill="#555">%s</text>`+"\n", gx, top-12, xmlEscape(fmtDecade(d)))
 	}
 	y := top
 	for _, g := range groups {
@@ -221,6 +221,26 @@ func writeSVG(w io.Writer, r *results) error {
 	}
 	ew.printf("</svg>\n")
 	return ew.err
+}
+
+// chartLabel names a bar: the table's label, without the PMDK rows'
+// long mode, and the filesystem.
+func chartLabel(s *system) string {
+	l := s.Label()
+	if strings.HasPrefix(s.Mode, "PMEM_IS_PMEM_FORCE") {
+		l = s.Name
+	}
+	return l + " · " + s.FS
+}
+
+// fmtDecade renders 10^d nanoseconds as an axis label: 10 ns, 1 µs, 100 ms.
+func fmtDecade(d float64) string {
+	units := []string{"ns", "µs", "ms", "s"}
+	i := int(d) / 3
+	if d < 0 || i >= len(units) {
+		return fmtNS(math.Pow(10, d))
+	}
+	return fmt.Sprintf("%.0f %s", math.Pow(10, d-float64(3*i)), units[i])
 }
 
 // xmlEscape escapes text for an SVG text node or attribute.

@@ -69,8 +69,10 @@ func (s *pmwalStore) appendCalls(w *worker, n int) error {
 }
 
 func (s *pmwalStore) fill(total int64, size int) error {
-	w := newWorker(size, fillBatch)
-	for written := int64(0); written < total; written += int64(size * fillBatch) {
+	// Batches of up to 256 KiB fit in the smallest segment (1 MiB).
+	batch := max(1, min(fillBatch, (256<<10)/size))
+	w := newWorker(size, batch)
+	for written := int64(0); written < total; written += int64(size * batch) {
 		if _, err := s.l.AppendBatch(w.bufs); err != nil {
 			return fmt.Errorf("pmwal fill: %w", err)
 		}
