@@ -227,7 +227,8 @@ func appendLoop(dir string, seed uint64, inc uint32) error {
 		return fmt.Errorf("Persist() = %v, want dax", l.Persist())
 	}
 	next := l.LastIndex() + 1
-	fmt.Printf("PMWAL APPEND-START first=%d\n", next)
+	hw := l.Hardware()
+	fmt.Printf("PMWAL APPEND-START first=%d flush=%s nt-threshold=%d\n", next, hw.Flush, hw.NTThreshold)
 	var acked atomic.Uint64
 	go func() {
 		sent := uint64(0)

@@ -127,6 +127,9 @@ func boot(name, img, args string) (*guest, error) {
 		return nil, err
 	}
 	cmd.Stderr = cmd.Stdout
+	// If this process dies (the run script's overall timeout kills it),
+	// QEMU must not run on.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	g := &guest{name: name, cmd: cmd, lines: make(chan line, 1<<16), done: make(chan struct{})}
 	g.start = time.Now()
 	if err := cmd.Start(); err != nil {
@@ -309,6 +312,12 @@ func runCuts(img string, setup bool) error {
 		*cuts, duringAppend, noAck, early, time.Since(started).Seconds())
 	fmt.Printf("  oracle: %d checks passed; %d acknowledged records seen by the host, %d acknowledged-record checks; %d records kept past the last acknowledgement the host saw; recovery dropped a torn tail %d times and %d complete-looking records\n",
 		o.Checks, o.AckedTotal(), o.AckedChecks, o.KeptUnacked, o.Torn, o.Dropped)
+	// The appender acknowledges every few milliseconds; cuts land up to
+	// a second after it starts. Many cuts with no acknowledgement mean it
+	// hangs.
+	if noAck > duringAppend/2 {
+		return fmt.Errorf("%d of %d cuts while appending came before any acknowledgement: does the appender hang?", noAck, duringAppend)
+	}
 	if o.AckedTotal() == 0 {
 		return fmt.Errorf("no acknowledged record reached the host: the power cuts proved nothing")
 	}
@@ -342,6 +351,7 @@ func driveCut(g *guest, o *daxcut.Oracle, inc uint32, last, isEarly bool, earlyA
 	checked := "no check (cut before it finished)"
 	stage := "in the kernel's boot" // where the guest was, from its last line
 	var checkTime time.Duration
+	checkLast := int64(-1) // LastIndex the check reported, -1 if none
 	var firstAck uint64
 	var lastAck uint64
 	var lastAckAt, cutAt time.Time
@@ -390,12 +400,16 @@ func driveCut(g *guest, o *daxcut.Oracle, inc uint32, last, isEarly bool, earlyA
 					return res, fmt.Errorf("the oracle failed after the power cut:\n  %s", strings.Join(v, "\n  "))
 				}
 				checkTime = l.at.Sub(g.start)
+				checkLast = int64(s.Last)
 				stage = "between the check and the appender's Open"
 				checked = fmt.Sprintf("recovered 1..%d (torn tail %v, dropped %d) in %dms, checked at %.1fs", s.Last, s.Torn, s.Dropped, s.Millis, checkTime.Seconds())
 			case strings.HasPrefix(t, "PMWAL APPEND-START first="):
-				n, perr := strconv.ParseUint(strings.TrimPrefix(t, "PMWAL APPEND-START first="), 10, 64)
-				if perr != nil {
+				var n uint64
+				if _, perr := fmt.Sscanf(t, "PMWAL APPEND-START first=%d", &n); perr != nil {
 					return res, fmt.Errorf("bad line %q", t)
+				}
+				if checkLast >= 0 && n != uint64(checkLast)+1 {
+					return res, fmt.Errorf("the check's recovery ended the log at %d, but the appender's Open right after it starts at %d", checkLast, n)
 				}
 				firstAck = n
 				lastAck = n - 1
