@@ -41,6 +41,11 @@ type Media interface {
 	ReplaceFile(path string, data []byte, perm fs.FileMode) error
 	// Remove deletes a file. SyncDir makes removals durable.
 	Remove(path string) error
+	// Rename atomically and durably renames a file within its directory:
+	// after a crash at any moment the file is under exactly one of the two
+	// names, and under the new one once Rename returned. The log renames
+	// only to recycle segment files (Options.RecycleSegments).
+	Rename(oldpath, newpath string) error
 	// SyncDir makes the directory's entries durable.
 	SyncDir(dir string) error
 }

@@ -11,7 +11,11 @@ import (
 // checksum, and valid only until the loop body returns (copy it to keep
 // it). Other goroutines may append, read, tail, truncate and close during
 // the loop, and so may the loop body itself: a segment is kept mapped while
-// a loop body holds a slice of it, even if a truncation removes its file.
+// a loop body holds a slice of it, even if a truncation removes its file,
+// and is then never reused for new records. The one exception: a
+// TruncateBack that drops the very record a loop body holds clears it (the
+// record is gone from the log, and later appends take its place); a body
+// that may race with such a TruncateBack must copy the record first.
 // The loop ends early at the first error, which Err then returns:
 //
 //	it := l.Records(l.FirstIndex())
@@ -142,6 +146,8 @@ type Stats struct {
 	FlushedLines uint64  // cache lines written back by appends
 	Fences       uint64  // fences issued by appends
 	Syncs        uint64  // msyncs issued by appends (group commits)
+	Recycled     uint64  // segments made from recycled files (Options.RecycleSegments)
+	FreeSegments int     // emptied segment files kept for reuse
 	Persist      Persist // the persistence path in effect
 	Hardware     Hardware
 	Recovery     RecoveryReport // what Open found, how long it took, what it dropped
@@ -172,5 +178,8 @@ func (l *Log) Stats() Stats {
 	s.Persist = l.persist
 	s.Hardware = l.hw.describe()
 	s.Recovery = l.Recovery()
+	l.poolMu.Lock()
+	s.Recycled, s.FreeSegments = l.recycled, len(l.pool)
+	l.poolMu.Unlock()
 	return s
 }

@@ -133,6 +133,11 @@ func (m *readOnlyMedia) Remove(path string) error {
 
 func (m *readOnlyMedia) SyncDir(string) error { return nil }
 
+// Rename is refused: a read-only log does not recycle segments.
+func (m *readOnlyMedia) Rename(string, string) error {
+	return fmt.Errorf("%w: would rename a file", ErrReadOnly)
+}
+
 // copiedFile serves a Media that has no private mapping: Map reads the
 // whole file into memory.
 type copiedFile struct {

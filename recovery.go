@@ -212,8 +212,13 @@ func (l *Log) listSegments() ([]uint64, error) {
 		return nil, fmt.Errorf("wal: read directory: %w", err)
 	}
 	var seqs []uint64
+	var frees []string
 	for _, e := range entries {
 		name := e.Name()
+		if strings.HasSuffix(name, freeSuffix) && e.Type().IsRegular() {
+			frees = append(frees, name)
+			continue
+		}
 		if strings.HasSuffix(name, tmpSuffix) {
 			if _, ok := parseSegName(strings.TrimSuffix(name, tmpSuffix) + segSuffix); ok {
 				// An interrupted segment preparation: it never held a record.
@@ -229,7 +234,7 @@ func (l *Log) listSegments() ([]uint64, error) {
 		}
 	}
 	sort.Slice(seqs, func(i, j int) bool { return seqs[i] < seqs[j] })
-	return seqs, nil
+	return seqs, l.adoptFree(frees)
 }
 
 // recoverMeta reads META. A new log (no activated segment, firstSeg nil)

@@ -17,9 +17,75 @@ import (
 // Append gets index (a Raft follower installing a snapshot). An index at or
 // below FirstIndex changes nothing.
 //
-// TruncateFront waits for appends and reads in progress and holds off new
-// ones while it runs.
+// Within the log, TruncateFront runs beside appends and reads: it writes
+// META while they go on, holds them off only to take the emptied segments
+// out of the log (no system call), and unmaps and removes those after.
+// Past the end it waits for appends and reads in progress and holds off
+// new ones while it runs.
 func (l *Log) TruncateFront(index uint64) error {
+	l.truncMu.Lock()
+	defer l.truncMu.Unlock()
+	l.closeMu.RLock()
+	l.mu.Lock()
+	first, next, err := l.first, l.next, l.failed
+	if l.closed {
+		err = ErrClosed
+	} else if l.opts.ReadOnly {
+		err = ErrReadOnly
+	}
+	l.mu.Unlock()
+	if err != nil || index <= first {
+		l.closeMu.RUnlock()
+		return err
+	}
+	if index > next {
+		// Numbering moves: that needs the log to itself.
+		l.closeMu.RUnlock()
+		return l.truncateFrontPastEnd(index)
+	}
+	// next only grows while truncMu is held (TruncateBack takes it too),
+	// so index stays within the log. The new first index is durable
+	// before anything is dropped; Close waits for this write.
+	err = l.writeMeta(meta{first: index})
+	l.closeMu.RUnlock()
+	if err != nil {
+		l.mu.Lock()
+		l.fail(err)
+		err = l.failed
+		l.mu.Unlock()
+		return err
+	}
+	unlock, err := l.exclusive()
+	if err != nil {
+		return err // META is written: the next Open finishes the truncation
+	}
+	l.first = index
+	var dropped []*segment
+	var reusable []bool
+	for len(l.segs) > 1 && l.segs[1].first <= index {
+		s := l.segs[0]
+		l.segs = l.segs[1:]
+		dropped = append(dropped, s)
+		// Out of l.segs, s can gain no new pin; one held now keeps it
+		// from reuse.
+		reusable = append(reusable, s.pins.Load() == 0 && int64(s.size()) == l.opts.SegmentSize)
+	}
+	unlock()
+	for i, s := range dropped {
+		s.close()
+		if err := l.retire(s, reusable[i]); err != nil {
+			return err // the log is consistent: the next Open finishes the job
+		}
+	}
+	if len(dropped) > 0 {
+		return l.media.SyncDir(l.dir)
+	}
+	return nil
+}
+
+// truncateFrontPastEnd empties the log and makes numbering continue at
+// index, holding the log to itself.
+func (l *Log) truncateFrontPastEnd(index uint64) error {
 	unlock, err := l.exclusive()
 	if err != nil {
 		return err
@@ -63,6 +129,8 @@ func (l *Log) TruncateFront(index uint64) error {
 // TruncateBack waits for appends and reads in progress and holds off new
 // ones while it runs.
 func (l *Log) TruncateBack(index uint64) error {
+	l.truncMu.Lock()
+	defer l.truncMu.Unlock()
 	unlock, err := l.exclusive()
 	if err != nil {
 		return err
@@ -207,12 +275,16 @@ func (l *Log) takePrepared() {
 	l.media.Remove(res.seg.path)
 }
 
-// dropSegment closes and removes a segment file whose records are all
-// truncated away, and syncs the directory.
+// dropSegment closes and removes (or keeps for reuse) a segment file whose
+// records are all truncated away, and syncs the directory. A segment an
+// iterator still reads is removed, never reused: its mapping stays valid
+// until the iterator lets go, and nothing new is written into it.
 func (l *Log) dropSegment(s *segment, why string) error {
+	// No new pin can come while the caller holds closeMu exclusively.
+	reusable := s.pins.Load() == 0 && int64(s.size()) == l.opts.SegmentSize
 	s.close()
-	if err := l.media.Remove(s.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("wal: remove %s: %w", s.path, err)
+	if err := l.retire(s, reusable); err != nil {
+		return err
 	}
 	if why != "" {
 		l.note(why, "file", s.path)

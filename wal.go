@@ -120,6 +120,14 @@ type Options struct {
 	Logger *slog.Logger
 	// FileMode is the permission of new files (default 0600).
 	FileMode os.FileMode
+	// RecycleSegments is how many emptied segment files (of TruncateFront)
+	// are kept and reused for new segments instead of creating files; 0,
+	// the default, removes them. A reused file is zeroed and given a new
+	// salt in the background before it becomes a segment, so its old
+	// records can never reappear (FORMAT.md); what reuse saves is the
+	// allocation of the file's blocks or pages, which on tmpfs, DAX and in
+	// virtual machines is most of the cost of a new segment.
+	RecycleSegments int
 	// Media is the storage the log lives on. Nil means the operating
 	// system's files and mmap. Package github.com/pmwal/wal/fuzz provides a
 	// Media that simulates power failures under the real log code.
@@ -175,6 +183,9 @@ type Log struct {
 	// exclusively by Close and the truncations, so nothing is unmapped
 	// under a reader.
 	closeMu sync.RWMutex
+	// truncMu serialises the truncations, so that one can write META
+	// without holding off appends.
+	truncMu sync.Mutex
 
 	mu     sync.Mutex
 	cond   sync.Cond // signalled when durable advances, a reservation completes, or the log fails/closes
@@ -185,6 +196,12 @@ type Log struct {
 	spare   *segment   // prepared next segment
 	prepCh  chan prepResult
 	nextSeq uint64
+
+	// Free segment files for reuse (Options.RecycleSegments): taken by the
+	// background preparation, given by truncations, so under their own lock.
+	poolMu   sync.Mutex
+	pool     []string
+	recycled uint64 // segments made from free files
 
 	first uint64 // FirstIndex
 	next  uint64 // next index to reserve
@@ -236,6 +253,9 @@ func (o *Options) withDefaults() (Options, error) {
 	}
 	if c.InFlightBound < 4096 {
 		return c, fmt.Errorf("wal: InFlightBound %d: must be at least 4096", c.InFlightBound)
+	}
+	if c.RecycleSegments < 0 || c.RecycleSegments > 1<<16 {
+		return c, fmt.Errorf("wal: RecycleSegments %d: must be from 0 to 65536", c.RecycleSegments)
 	}
 	if c.FileMode == 0 {
 		c.FileMode = 0o600
@@ -689,6 +709,7 @@ func (l *Log) startPrepare() {
 func (l *Log) prepareSegment(seq uint64) (*segment, error) {
 	path := l.segPath(seq)
 	s, err := openSegment(l.media, path, seq, l.persist)
+	fresh := true
 	if errors.Is(err, fs.ErrNotExist) {
 		var salt uint64
 		for salt == 0 {
@@ -696,16 +717,32 @@ func (l *Log) prepareSegment(seq uint64) (*segment, error) {
 		}
 		var hdr [segHeaderSize]byte
 		encodeSegHeader(hdr[:], segHeader{version: formatVersion, size: uint64(l.opts.SegmentSize), seq: seq, salt: salt, bound: uint64(l.opts.InFlightBound)})
-		if err := l.media.CreateSegment(path, l.opts.SegmentSize, hdr[:], l.opts.FileMode); err != nil {
-			return nil, err
+		reused := false
+		if tmp := l.takeFree(path); tmp != "" {
+			if rerr := l.reuseSegment(tmp, path, hdr[:]); rerr == nil {
+				reused = true
+			} else if l.logger != nil {
+				l.logger.Warn("wal: could not reuse a free segment file; creating one", "file", tmp, "err", rerr)
+			}
+		}
+		if !reused {
+			if err := l.media.CreateSegment(path, l.opts.SegmentSize, hdr[:], l.opts.FileMode); err != nil {
+				return nil, err
+			}
 		}
 		s, err = openSegment(l.media, path, seq, l.persist)
+		if err == nil && reused {
+			l.poolMu.Lock()
+			l.recycled++
+			l.poolMu.Unlock()
+		}
+		fresh = !reused
 	}
 	if err != nil {
 		return nil, err
 	}
-	if pf, ok := s.m.(interface{ prefault(from int) }); ok && s.first == 0 {
-		pf.prefault(segHeaderSize)
+	if pf, ok := s.m.(interface{ prefault(from int, fresh bool) }); ok && s.first == 0 {
+		pf.prefault(segHeaderSize, fresh)
 	}
 	return s, nil
 }

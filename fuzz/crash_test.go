@@ -23,11 +23,19 @@ type workload struct {
 	bound    int64
 	faults   Faults
 	truncate bool
+	recycle  bool   // big records and frequent TruncateFront: segments are emptied and reused
 	opBytes  []byte // when set, operations come from these bytes (fuzzing)
 }
 
 func (w workload) options(m wal.Media) *wal.Options {
-	return &wal.Options{SegmentSize: 1 << 20, Persist: w.mode, Media: m, InFlightBound: w.bound}
+	o := &wal.Options{SegmentSize: 1 << 20, Persist: w.mode, Media: m, InFlightBound: w.bound}
+	if w.truncate || w.recycle {
+		// Truncations empty segments: reuse them, so that crashes land in
+		// the middle of recycling too, and a stale record of a reused file
+		// (whose payload differs from any new one's) would be caught.
+		o.RecycleSegments = 2
+	}
+	return o
 }
 
 // nextOp draws one operation: a record size and a batch length (1: a
@@ -36,12 +44,19 @@ type opSource struct {
 	rng      *rand.Rand
 	bytes    []byte
 	truncate bool // mix truncations into the operations
+	recycle  bool // big records, and TruncateFront near the end often
 }
 
 // truncation draws, now and then, a truncation to make instead of an
 // append: kind 'b' (TruncateBack) or 'f' (TruncateFront), and a fraction
 // of the log at which to cut.
 func (s *opSource) truncation() (kind byte, frac float64) {
+	if s.recycle {
+		if s.rng.IntN(8) == 0 {
+			return 'f', 0.6 + 0.4*s.rng.Float64()
+		}
+		return 0, 0
+	}
 	if s.bytes != nil || !s.truncate {
 		return 0, 0
 	}
@@ -67,6 +82,9 @@ func (s *opSource) next() (size, batch int, ok bool) {
 			batch = 1
 		}
 		return size, batch, true
+	}
+	if s.recycle {
+		return 50000 + s.rng.IntN(150000), 1 + s.rng.IntN(2), true
 	}
 	switch r := s.rng.IntN(10); {
 	case r < 6:
@@ -159,7 +177,7 @@ func drive(l *wal.Log, sim *Sim, o *oracle, src *opSource, life, ops int) error 
 // does not happen) and the first violation.
 func (w workload) run() (crashes int, err error) {
 	sim := New(w.seed, 0x5eed)
-	src := &opSource{rng: rand.New(rand.NewPCG(w.seed, 7)), bytes: w.opBytes, truncate: w.truncate}
+	src := &opSource{rng: rand.New(rand.NewPCG(w.seed, 7)), bytes: w.opBytes, truncate: w.truncate, recycle: w.recycle}
 	l, err := wal.Open(logDir, w.options(sim))
 	if err != nil {
 		return 0, fmt.Errorf("open: %w", err)
@@ -218,7 +236,7 @@ func (w workload) run() (crashes int, err error) {
 // without a crash: its crash points.
 func (w workload) events() (int, error) {
 	sim := New(w.seed, 0x5eed)
-	src := &opSource{rng: rand.New(rand.NewPCG(w.seed, 7)), bytes: w.opBytes, truncate: w.truncate}
+	src := &opSource{rng: rand.New(rand.NewPCG(w.seed, 7)), bytes: w.opBytes, truncate: w.truncate, recycle: w.recycle}
 	l, err := wal.Open(logDir, w.options(sim))
 	if err != nil {
 		return 0, err

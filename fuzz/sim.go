@@ -413,6 +413,27 @@ func (s *Sim) Remove(name string) error {
 	return nil
 }
 
+// Rename implements wal.Media: atomic and durable on return.
+func (s *Sim) Rename(oldname, newname string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.event("")
+	oldname, newname = path.Clean(oldname), path.Clean(newname)
+	f, ok := s.files[oldname]
+	if !ok {
+		return &fs.PathError{Op: "rename", Path: oldname, Err: fs.ErrNotExist}
+	}
+	if f.mapped {
+		return fmt.Errorf("fuzz: rename %s: the file is mapped", oldname)
+	}
+	delete(s.files, oldname)
+	s.files[newname] = f
+	// The old name's entry goes and the new one comes, durably, together.
+	delete(s.durable, oldname)
+	s.durable[newname] = f
+	return nil
+}
+
 // SyncDir implements wal.Media.
 func (s *Sim) SyncDir(dir string) error {
 	s.mu.Lock()

@@ -33,8 +33,10 @@ type benchResult struct {
 	LatP99  int64 `json:"latency_p99_ns"`
 	LatP999 int64 `json:"latency_p999_ns"`
 	LatMax  int64 `json:"latency_max_ns"`
-	// Truncations that kept the log bounded during the run.
-	Truncations int `json:"truncations"`
+	// Truncations that kept the log bounded during the run, and segments
+	// made from their emptied files.
+	Truncations int    `json:"truncations"`
+	Recycled    uint64 `json:"recycled_segments"`
 }
 
 func runBench(e env) error {
@@ -52,6 +54,7 @@ func runBench(e env) error {
 	persist := fs.String("persist", "auto", "persistence: auto, dax, cacheflush or msync")
 	duration := fs.Duration("duration", 10*time.Second, "how long to append")
 	segSize := fs.Int64("segment-size", 64<<20, "segment size in bytes")
+	recycle := fs.Int("recycle", 2, "emptied segment files kept for reuse (Options.RecycleSegments); 0 creates every segment anew")
 	asJSON := fs.Bool("json", false, "print the summary as JSON")
 	if _, err := parse(fs, e.args, 0); err != nil {
 		return err
@@ -64,6 +67,8 @@ func runBench(e env) error {
 		bad = "--writers must be from 1 to 4096"
 	case *batch < 1:
 		bad = "--batch must be at least 1"
+	case *recycle < 0:
+		bad = "--recycle must not be negative"
 	case *duration <= 0:
 		bad = "--duration must be positive"
 	case int64(*batch)*int64(*size+64) > *segSize/4:
@@ -90,7 +95,7 @@ func runBench(e env) error {
 		defer os.RemoveAll(d)
 		*dir = d
 	}
-	l, err := wal.Open(*dir, &wal.Options{SegmentSize: *segSize, Persist: mode})
+	l, err := wal.Open(*dir, &wal.Options{SegmentSize: *segSize, Persist: mode, RecycleSegments: *recycle})
 	if err != nil {
 		return err
 	}
@@ -185,7 +190,7 @@ func runBench(e env) error {
 	r := benchResult{
 		Dir: *dir, Persist: l.Persist().String(), AskedPersist: mode.String(), Flush: l.Hardware().Flush,
 		Size: *size, Writers: *writers, Batch: *batch, Seconds: elapsed.Seconds(),
-		Appends: n, Records: n * uint64(*batch), Truncations: truncations,
+		Appends: n, Records: n * uint64(*batch), Truncations: truncations, Recycled: l.Stats().Recycled,
 		LatMin: int64(all.Quantile(0)), LatP50: int64(all.Quantile(0.5)), LatP90: int64(all.Quantile(0.9)),
 		LatP99: int64(all.Quantile(0.99)), LatP999: int64(all.Quantile(0.999)), LatMax: all.max,
 	}
@@ -210,6 +215,7 @@ func printBench(w io.Writer, r benchResult) {
 	p("persistence", "%s (asked for %s%s)", r.Persist, r.AskedPersist, flush)
 	p("workload", "%d-byte records, %d writer(s), %d record(s) per call, %.1fs", r.Size, r.Writers, r.Batch, r.Seconds)
 	p("appends", "%s calls, %s records, each durable before its call returned", commas(r.Appends), commas(r.Records))
+	p("segments", "%d truncations kept the log short; %d segments made from emptied files", r.Truncations, r.Recycled)
 	p("throughput", "%s records/s, %.1f MB/s of payload", commas(uint64(r.RecordsPerS)), r.MBPerS)
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "%-12s %9s %9s %9s %9s %9s %9s\n", "latency", "min", "p50", "p90", "p99", "p99.9", "max")
