@@ -17,7 +17,7 @@ func TestTruncatedFromOutside(t *testing.T) {
 	if err := os.Truncate(sealed.path, 4096); err != nil {
 		t.Fatal(err)
 	}
-	idx := sealed.first + uint64(len(sealed.offs)) - 1 // far past the first 4 KiB
+	idx := sealed.first + uint64(sealed.offs.Len()) - 1 // far past the first 4 KiB
 	if _, err := l.Read(idx); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("Read of a record in a truncated file: %v", err)
 	}

@@ -170,8 +170,8 @@ func (l *Log) Stats() Stats {
 		if i == len(l.segs)-1 {
 			s.BytesUsed += int64(l.tail - segHeaderSize)
 			s.BytesFree = int64(seg.size() - l.tail)
-		} else if n := len(seg.offs); n > 0 {
-			last := int(seg.offs[n-1])
+		} else if n := seg.offs.Len(); n > 0 {
+			last := int(seg.offs.At(n - 1))
 			s.BytesUsed += int64(last + recSize(int(readRecHeader(seg.mem[last:]).length)) - segHeaderSize)
 		}
 	}

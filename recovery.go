@@ -181,7 +181,7 @@ func (l *Log) recover() error {
 		return err
 	}
 	last := l.segs[len(l.segs)-1]
-	l.next = last.first + uint64(len(last.offs))
+	l.next = last.first + uint64(last.offs.Len())
 	l.nextSeq = last.seq + 1
 	if l.spare != nil && l.spare.seq != l.nextSeq {
 		l.spare.close()
@@ -286,10 +286,10 @@ func (l *Log) scanAll() error {
 		if i < len(l.segs)-1 {
 			stop := l.segs[i+1].first - 1
 			commit, bad, why := scanRecords(s, stop)
-			if commit == bad && s.first+uint64(len(s.offs)) == stop+1 {
+			if commit == bad && s.first+uint64(s.offs.Len()) == stop+1 {
 				continue
 			}
-			err := fmt.Errorf("%w: %s offset %d: record %d: %s (segment is sealed)", ErrCorrupt, s.path, bad, s.first+uint64(len(s.offs)), why)
+			err := fmt.Errorf("%w: %s offset %d: record %d: %s (segment is sealed)", ErrCorrupt, s.path, bad, s.first+uint64(s.offs.Len()), why)
 			if !l.opts.RepairCorruption {
 				return err
 			}
@@ -312,7 +312,7 @@ func (l *Log) scanAll() error {
 // torn write: ErrCorrupt, or with RepairCorruption the log is cut there.
 func (l *Log) scanTail(s *segment) error {
 	commit, bad, why := scanRecords(s, math.MaxUint64)
-	lastIdx := s.first + uint64(len(s.offs)) - 1
+	lastIdx := s.first + uint64(s.offs.Len()) - 1
 	bound := int(s.hdr.bound)
 	size := s.size()
 	maxEnd, found, beyond := commit, 0, -1
@@ -368,7 +368,7 @@ func (l *Log) scanTail(s *segment) error {
 // records of complete batches and returns the offset just past them
 // (commit), the offset where the walk stopped (bad) and why it stopped.
 func scanRecords(s *segment, stop uint64) (commit, bad int, why string) {
-	s.offs = s.offs[:0]
+	s.offs.Truncate(0)
 	off, idx := segHeaderSize, s.first
 	commit, kept := off, 0
 	batchStart, expectLeft := -1, uint32(0)
@@ -383,22 +383,22 @@ func scanRecords(s *segment, stop uint64) (commit, bad int, why string) {
 			}
 		}
 		if reason != "" {
-			s.offs = s.offs[:kept]
+			s.offs.Truncate(kept)
 			return commit, off, reason
 		}
-		s.offs = append(s.offs, uint32(off))
+		s.offs.Append(uint32(off))
 		if batchStart < 0 && h.batchLeft > 0 {
 			batchStart = off
 		}
 		off += recSize(int(h.length))
 		idx++
 		if h.batchLeft == 0 {
-			commit, kept, batchStart = off, len(s.offs), -1
+			commit, kept, batchStart = off, s.offs.Len(), -1
 		} else {
 			expectLeft = h.batchLeft - 1
 		}
 	}
-	s.offs = s.offs[:kept]
+	s.offs.Truncate(kept)
 	if batchStart >= 0 {
 		return commit, off, "batch runs past the segment's last index"
 	}
@@ -448,7 +448,7 @@ func lastNonZero(mem []byte, from, to int) int {
 // is removed (newest first) and segment i is cut at commit.
 func (l *Log) cutAfter(i, commit int, stop uint64, cause error) error {
 	s := l.segs[i]
-	lost := int(stop - (s.first + uint64(len(s.offs))) + 1)
+	lost := int(stop - (s.first + uint64(s.offs.Len())) + 1)
 	if err := l.removeFiles(l.closeAfter(i), cause); err != nil {
 		return err
 	}

@@ -106,7 +106,8 @@ func rtLocate(t *testing.T, l *Log) []rtRec {
 	defer l.mu.Unlock()
 	locs := make([]rtRec, l.next)
 	for _, s := range l.segs {
-		for i, off := range s.offs {
+		for i := range s.offs.Len() {
+			off := s.offs.At(i)
 			h := readRecHeader(s.mem[off:])
 			locs[s.first+uint64(i)] = rtRec{seq: s.seq, off: int(off), size: recSize(int(h.length)), len: int(h.length)}
 		}

@@ -172,7 +172,7 @@ func TestRecycleStaleRecordsNeverReturn(t *testing.T) {
 	last := l.LastIndex()
 	l.mu.Lock()
 	active := l.segs[len(l.segs)-1]
-	r := rtRec{seq: active.seq, off: int(active.offs[len(active.offs)-1])}
+	r := rtRec{seq: active.seq, off: int(active.offs.At(active.offs.Len() - 1))}
 	l.mu.Unlock()
 	reused := l.Stats().Recycled > 0
 	rtClose(t, l)

@@ -24,9 +24,9 @@ type segment struct {
 	releaseOnce sync.Once
 	releaseErr  error
 	hdr         segHeader
-	mode        Persist // PersistDAX, PersistCacheFlush or PersistMsync
-	first       uint64  // index of the first record; 0 while not activated
-	offs        []uint32
+	mode        Persist  // PersistDAX, PersistCacheFlush or PersistMsync
+	first       uint64   // index of the first record; 0 while not activated
+	offs        offIndex // offsets of the segment's records, by index - first
 }
 
 const (
@@ -194,3 +194,36 @@ func (s *segment) release() error {
 	})
 	return s.releaseErr
 }
+
+// offIndex holds the offsets of a segment's records in chunks of fixed
+// size, so that appending one never copies those already there: a segment
+// holds up to millions of records, and growing one flat slice meant
+// copying megabytes (into fresh memory) on the append path.
+type offIndex struct {
+	chunks [][]uint32
+	n      int
+}
+
+const (
+	offChunkBits = 13 // 8192 offsets, 32 KiB, per chunk
+	offChunkMask = 1<<offChunkBits - 1
+)
+
+// Len is the number of offsets.
+func (x *offIndex) Len() int { return x.n }
+
+// At returns offset i (0 <= i < Len).
+func (x *offIndex) At(i int) uint32 { return x.chunks[i>>offChunkBits][i&offChunkMask] }
+
+// Append adds an offset.
+func (x *offIndex) Append(off uint32) {
+	c := x.n >> offChunkBits
+	if c == len(x.chunks) {
+		x.chunks = append(x.chunks, make([]uint32, 1<<offChunkBits))
+	}
+	x.chunks[c][x.n&offChunkMask] = off
+	x.n++
+}
+
+// Truncate keeps the first n offsets (n <= Len).
+func (x *offIndex) Truncate(n int) { x.n = n }

@@ -207,7 +207,7 @@ func (l *Log) redoCut(index uint64) error {
 		return err
 	}
 	l.nextSeq = s.seq + 1
-	l.next = s.first + uint64(len(s.offs))
+	l.next = s.first + uint64(s.offs.Len())
 	l.written = l.next - 1
 	l.setDurable(l.next-1, commit)
 	l.tail, l.wOff = commit, commit
@@ -301,7 +301,7 @@ func (l *Log) dropSegment(s *segment, why string) error {
 // and recovery redoes the rewrite. It sets s.offs and returns the offset
 // just past index.
 func cutBatch(s *segment, index uint64) (int, error) {
-	s.offs = s.offs[:0]
+	s.offs.Truncate(0)
 	off, batchStart := segHeaderSize, 0
 	for idx := s.first; idx <= index; idx++ {
 		if off+recHeaderSize > s.size() {
@@ -316,13 +316,13 @@ func cutBatch(s *segment, index uint64) (int, error) {
 			return 0, fmt.Errorf("%w: %s offset %d: record %d before the truncation point %d: checksum mismatch", ErrCorrupt, s.path, off, idx, index)
 		}
 		if h.batchPos == 0 {
-			batchStart = len(s.offs)
+			batchStart = s.offs.Len()
 		}
-		s.offs = append(s.offs, uint32(off))
+		s.offs.Append(uint32(off))
 		off += recSize(int(h.length))
 	}
-	for i := batchStart; i < len(s.offs); i++ {
-		o := int(s.offs[i])
+	for i := batchStart; i < s.offs.Len(); i++ {
+		o := int(s.offs.At(i))
 		h := readRecHeader(s.mem[o:])
 		want := uint32(index - (s.first + uint64(i)))
 		if h.batchLeft == want {

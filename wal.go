@@ -527,12 +527,12 @@ func (l *Log) reserve(total int, one []byte, many [][]byte) (seg *segment, off i
 	off = l.tail
 	first = l.next
 	if many == nil {
-		seg.offs = append(seg.offs, uint32(off))
+		seg.offs.Append(uint32(off))
 		l.next++
 	} else {
 		p := off
 		for _, r := range many {
-			seg.offs = append(seg.offs, uint32(p))
+			seg.offs.Append(uint32(p))
 			p += recSize(len(r))
 		}
 		l.next += uint64(len(many))
@@ -781,7 +781,7 @@ func (l *Log) borrow(index uint64) ([]byte, *segment, error) {
 		return nil, nil, fmt.Errorf("%w: index %d outside [%d, %d]", ErrNotFound, index, first, last)
 	}
 	seg := l.segFor(index)
-	off := int(seg.offs[index-seg.first])
+	off := int(seg.offs.At(int(index - seg.first)))
 	l.mu.Unlock()
 
 	h := readRecHeader(seg.mem[off:])
