@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,8 +17,9 @@ type segment struct {
 	path string
 	f    MediaFile
 	m    Mapping
-	om   *osMapping // m, when it is the OS mapping: the append path calls it directly
-	mem  []byte     // m.Bytes(): the whole file, mapped shared
+	om   *osMapping  // m, when it is the OS mapping: the append path calls it directly
+	pw   io.WriterAt // the file, when msync-mode appends can pwrite into it
+	mem  []byte      // m.Bytes(): the whole file, mapped shared
 
 	pins        atomic.Int32 // iterators inside the segment
 	retired     atomic.Bool  // closed: unmap when the last pin goes
@@ -77,6 +79,9 @@ func openSegment(media Media, path string, seq uint64, want Persist) (*segment, 
 	}
 	s := &segment{seq: seq, path: path, f: f, m: m, mem: m.Bytes(), hdr: h, mode: m.Persist()}
 	s.om, _ = m.(*osMapping)
+	if of, ok := f.(*osFile); ok && s.mode == PersistMsync && !of.private {
+		s.pw = of.File
+	}
 	if len(s.mem) != int(h.size) {
 		s.close()
 		return nil, fmt.Errorf("%w: %s: mapped %d bytes, header says %d", errBadHeader, path, len(s.mem), h.size)

