@@ -73,7 +73,33 @@ func (m *osMedia) Lock(dir string, perm fs.FileMode) (io.Closer, error) {
 		}
 		return nil, fmt.Errorf("wal: lock %s: %w", path, err)
 	}
-	return f, nil // closing the descriptor releases the lock
+	// The directory too, which read-only users lock shared (they must not
+	// create LOCK where it is missing).
+	d, err := os.Open(dir)
+	if err == nil {
+		if err = unix.Flock(int(d.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+			d.Close()
+		}
+	}
+	if err != nil {
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, fmt.Errorf("%w: %s (read-only users have it open)", ErrLocked, dir)
+		}
+		return nil, fmt.Errorf("wal: lock %s: %w", dir, err)
+	}
+	return lockPair{f, d}, nil // closing the descriptors releases the locks
+}
+
+// lockPair holds the flocks on LOCK and on the directory.
+type lockPair struct{ file, dir *os.File }
+
+func (p lockPair) Close() error {
+	err := p.file.Close()
+	if derr := p.dir.Close(); err == nil {
+		err = derr
+	}
+	return err
 }
 
 // lockName is the file in a log directory that carries the advisory lock.

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 
@@ -24,12 +25,13 @@ type readOnlyMedia struct {
 	inner Media
 
 	mu      sync.Mutex
-	removed map[string]bool   // paths recovery removed
-	written map[string][]byte // small files recovery replaced
+	removed map[string]bool        // paths recovery removed
+	written map[string][]byte      // small files recovery replaced
+	created map[string]*memSegment // segments recovery created, in memory only
 }
 
 func newReadOnlyMedia(inner Media) *readOnlyMedia {
-	return &readOnlyMedia{inner: inner, removed: map[string]bool{}, written: map[string][]byte{}}
+	return &readOnlyMedia{inner: inner, removed: map[string]bool{}, written: map[string][]byte{}, created: map[string]*memSegment{}}
 }
 
 // MkdirAll only checks that dir is an existing directory.
@@ -68,24 +70,75 @@ func (m *readOnlyMedia) ReadDir(dir string) ([]fs.DirEntry, error) {
 	defer m.mu.Unlock()
 	kept := entries[:0]
 	for _, e := range entries {
-		if !m.removed[filepath.Join(dir, e.Name())] {
+		p := filepath.Join(dir, e.Name())
+		if !m.removed[p] && m.created[p] == nil {
 			kept = append(kept, e)
 		}
 	}
+	for p := range m.created {
+		if filepath.Dir(p) == dir {
+			kept = append(kept, memEntry(filepath.Base(p)))
+		}
+	}
+	sort.Slice(kept, func(i, j int) bool { return kept[i].Name() < kept[j].Name() })
 	return kept, nil
 }
 
-// errReadOnlyCreate refuses what would need a new segment file.
-var errReadOnlyCreate = fmt.Errorf("%w: would create a segment file", ErrReadOnly)
-
-func (m *readOnlyMedia) CreateSegment(string, int64, []byte, fs.FileMode) error {
-	return errReadOnlyCreate
+// CreateSegment makes the segment in memory only: recovery creates one
+// where a writer's Open would (a log emptied by an interrupted truncation,
+// say), and the read-only view must show the same log.
+func (m *readOnlyMedia) CreateSegment(path string, size int64, header []byte, _ fs.FileMode) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.created[path] = &memSegment{size: size, header: append([]byte(nil), header...)}
+	delete(m.removed, path)
+	return nil
 }
+
+// memSegment is a segment file that exists only in a read-only view.
+type memSegment struct {
+	size   int64
+	header []byte
+}
+
+func (v *memSegment) Size() int64  { return v.size }
+func (v *memSegment) Close() error { return nil }
+
+func (v *memSegment) ReadAt(p []byte, off int64) (int, error) {
+	if off >= v.size {
+		return 0, io.EOF
+	}
+	n := int(min(int64(len(p)), v.size-off))
+	clear(p[:n])
+	if off < int64(len(v.header)) {
+		copy(p[:n], v.header[off:])
+	}
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+func (v *memSegment) Map(Persist) (Mapping, error) {
+	b := make([]byte, v.size)
+	copy(b, v.header)
+	return &memMapping{mem: b}, nil
+}
+
+type memEntry string
+
+func (e memEntry) Name() string               { return string(e) }
+func (e memEntry) IsDir() bool                { return false }
+func (e memEntry) Type() fs.FileMode          { return 0 }
+func (e memEntry) Info() (fs.FileInfo, error) { return nil, fmt.Errorf("wal: %s: in memory only", e) }
 
 func (m *readOnlyMedia) Open(path string) (MediaFile, error) {
 	m.mu.Lock()
-	gone := m.removed[path]
+	gone, v := m.removed[path], m.created[path]
 	m.mu.Unlock()
+	if v != nil {
+		return v, nil
+	}
 	if gone {
 		return nil, &fs.PathError{Op: "open", Path: path, Err: fs.ErrNotExist}
 	}
@@ -128,6 +181,7 @@ func (m *readOnlyMedia) Remove(path string) error {
 	defer m.mu.Unlock()
 	m.removed[path] = true
 	delete(m.written, path)
+	delete(m.created, path)
 	return nil
 }
 
@@ -166,26 +220,22 @@ func (m *memMapping) Fence()                  {}
 func (m *memMapping) Sync(int, int) error     { return nil }
 func (m *memMapping) Unmap() error            { m.mem = nil; return nil }
 
-// lockShared takes a shared flock on dir/LOCK. A log directory without a
-// LOCK file has never been opened by a writer here (a copied log, say): it
-// is read without a lock rather than written to.
+// lockShared takes a shared flock on the directory itself, which every
+// writer holds exclusively besides LOCK (see Lock): it needs no file to
+// exist, so a copied log without LOCK is locked just the same.
 func (m *osMedia) lockShared(dir string) (io.Closer, error) {
-	path := filepath.Join(dir, lockName)
-	f, err := os.Open(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return io.NopCloser(nil), nil
-	}
+	d, err := os.Open(dir)
 	if err != nil {
-		return nil, fmt.Errorf("wal: lock %s: %w", path, err)
+		return nil, fmt.Errorf("wal: lock %s: %w", dir, err)
 	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_SH|unix.LOCK_NB); err != nil {
-		f.Close()
+	if err := unix.Flock(int(d.Fd()), unix.LOCK_SH|unix.LOCK_NB); err != nil {
+		d.Close()
 		if errors.Is(err, unix.EWOULDBLOCK) {
-			return nil, fmt.Errorf("%w: %s (a writer has the log open)", ErrLocked, path)
+			return nil, fmt.Errorf("%w: %s (a writer has the log open)", ErrLocked, dir)
 		}
-		return nil, fmt.Errorf("wal: lock %s: %w", path, err)
+		return nil, fmt.Errorf("wal: lock %s: %w", dir, err)
 	}
-	return f, nil
+	return d, nil
 }
 
 // openPrivate opens a segment file read-only; its Map is copy-on-write.

@@ -15,6 +15,8 @@ import (
 // is shared). The repair paths are kept here, out of the read and append
 // paths.
 func (l *Log) recover() error {
+	l.recovering = true
+	defer func() { l.recovering = false }()
 	seqs, err := l.listSegments()
 	if err != nil {
 		return err
@@ -519,6 +521,19 @@ func closeAll(segs []*segment, spare *segment) {
 	}
 	if spare != nil {
 		spare.close()
+	}
+}
+
+// droppedFiles reports segment files recovery is about to remove.
+func (l *Log) droppedFiles(seqs []uint64, why string) {
+	for _, seq := range seqs {
+		path := l.segPath(seq)
+		if f, err := l.media.Open(path); err == nil {
+			l.report.DroppedBytes += f.Size()
+			l.report.DroppedFiles = append(l.report.DroppedFiles, path)
+			l.dropped(path, 0, f.Size(), why)
+			f.Close()
+		}
 	}
 }
 

@@ -76,9 +76,11 @@ func (l *Log) TruncateFront(index uint64) error {
 		if err := l.retire(s, reusable[i]); err != nil {
 			return err // the log is consistent: the next Open finishes the job
 		}
-	}
-	if len(dropped) > 0 {
-		return l.media.SyncDir(l.dir)
+		// Oldest first, each removal durable before the next: a crash
+		// must never bring an older file back beside a newer one gone.
+		if err := l.media.SyncDir(l.dir); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -191,7 +193,11 @@ func (l *Log) redoCut(index uint64) error {
 	for k+1 < len(l.segs) && l.segs[k+1].first <= index+1 {
 		k++
 	}
-	if err := l.removeSeqs(l.closeAfter(k)); err != nil {
+	later := l.closeAfter(k)
+	if l.recovering {
+		l.droppedFiles(later, "completed a back truncation")
+	}
+	if err := l.removeSeqs(later); err != nil {
 		return err
 	}
 	s := l.segs[k]
@@ -200,6 +206,10 @@ func (l *Log) redoCut(index uint64) error {
 		return err
 	}
 	end := lastNonZero(s.mem, commit, s.size())
+	if l.recovering && end > commit {
+		l.report.DroppedBytes += int64(end - commit)
+		l.dropped(s.path, int64(commit), int64(end-commit), "completed a back truncation")
+	}
 	if err := s.zero(commit, end); err != nil {
 		return err
 	}
@@ -280,6 +290,11 @@ func (l *Log) takePrepared() {
 // iterator still reads is removed, never reused: its mapping stays valid
 // until the iterator lets go, and nothing new is written into it.
 func (l *Log) dropSegment(s *segment, why string) error {
+	if l.recovering {
+		l.report.DroppedBytes += int64(s.size())
+		l.report.DroppedFiles = append(l.report.DroppedFiles, s.path)
+		l.dropped(s.path, 0, int64(s.size()), "completed a front truncation")
+	}
 	// No new pin can come while the caller holds closeMu exclusively.
 	reusable := s.pins.Load() == 0 && int64(s.size()) == l.opts.SegmentSize
 	s.close()
@@ -366,14 +381,19 @@ func (l *Log) closeAfter(k int) []uint64 {
 	return seqs
 }
 
-// removeSeqs removes segment files newest first, so that a crash part way
-// leaves no gap, then syncs the directory.
+// removeSeqs removes segment files newest first, each removal made durable
+// (the directory synced) before the next, so that a crash part way leaves
+// no gap: a removal not yet synced may be undone by a crash independently
+// of the others.
 func (l *Log) removeSeqs(seqs []uint64) error {
 	for j := len(seqs) - 1; j >= 0; j-- {
 		path := l.segPath(seqs[j])
 		if err := l.media.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("wal: remove %s: %w", path, err)
 		}
+		if err := l.media.SyncDir(l.dir); err != nil {
+			return err
+		}
 	}
-	return l.media.SyncDir(l.dir)
+	return nil
 }

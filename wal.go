@@ -187,6 +187,8 @@ type Log struct {
 	// without holding off appends.
 	truncMu sync.Mutex
 
+	recovering bool // Open is recovering: report what the truncations' redo drops
+
 	mu     sync.Mutex
 	cond   sync.Cond // signalled when durable advances, a reservation completes, or the log fails/closes
 	closed bool
@@ -852,6 +854,10 @@ func (l *Log) segFor(index uint64) *segment {
 // Close waits for operations in progress, then unmaps and closes every file
 // and releases the directory lock. Later calls return ErrClosed.
 func (l *Log) Close() error {
+	// A TruncateFront retires the segments it emptied after letting
+	// appends go on, holding only truncMu: wait for it.
+	l.truncMu.Lock()
+	defer l.truncMu.Unlock()
 	l.closeMu.Lock()
 	defer l.closeMu.Unlock()
 	l.mu.Lock()

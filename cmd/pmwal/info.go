@@ -208,7 +208,9 @@ func printInfo(w io.Writer, r infoReport) {
 	if r.TornTail {
 		var parts []string
 		for _, d := range r.Dropped {
-			parts = append(parts, fmt.Sprintf("%s offset %d, %d bytes", filepath.Base(d.File), d.Offset, d.Length))
+			if d.Why == "torn tail" {
+				parts = append(parts, fmt.Sprintf("%s offset %d, %d bytes", filepath.Base(d.File), d.Offset, d.Length))
+			}
 		}
 		p("torn tail", "%s (the next writer's Open drops it)", strings.Join(parts, "; "))
 	}

@@ -48,8 +48,13 @@ func runVerify(e env) error {
 		return fmt.Errorf("%w: %s: read %d records, the log holds %d..%d", errProblem, dir, n, first, last)
 	}
 	for _, d := range rep.Dropped {
-		fmt.Fprintf(e.stdout, "torn tail: %s offset %d, %d bytes (%d complete-looking records of an unacknowledged write); the next writer's Open drops it\n",
-			filepath.Base(d.File), d.Offset, d.Length, rep.DroppedRecords)
+		if d.Why == "torn tail" {
+			fmt.Fprintf(e.stdout, "torn tail: %s offset %d, %d bytes (%d complete-looking records of an unacknowledged write); the next writer's Open drops it\n",
+				filepath.Base(d.File), d.Offset, d.Length, rep.DroppedRecords)
+		} else {
+			fmt.Fprintf(e.stdout, "pending: %s offset %d, %d bytes: the next writer's Open drops them (%s)\n",
+				filepath.Base(d.File), d.Offset, d.Length, d.Why)
+		}
 	}
 	rng := "no records"
 	if n > 0 {
