@@ -59,36 +59,41 @@ func (m *osMedia) ReplaceFile(path string, data []byte, perm fs.FileMode) error 
 
 // Lock takes an exclusive flock on dir/LOCK without waiting. flock locks
 // belong to the open file description, so a second Open in the same process
-// is refused just like one from another process.
+// is refused just like one from another process. The directory is locked
+// too, which read-only users lock shared (they must not create LOCK where
+// it is missing).
 func (m *osMedia) Lock(dir string, perm fs.FileMode) (io.Closer, error) {
 	path := filepath.Join(dir, lockName)
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, perm)
+	f, err := flockFile(path, os.O_RDWR|os.O_CREATE, perm, unix.LOCK_EX, "")
+	if err != nil {
+		return nil, err
+	}
+	d, err := flockFile(dir, os.O_RDONLY, 0, unix.LOCK_EX, "read-only users have it open")
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return lockPair{f, d}, nil // closing the descriptors releases the locks
+}
+
+// flockFile opens path and takes a flock of kind (unix.LOCK_EX or
+// LOCK_SH) without waiting: ErrLocked, with who, when another holds it.
+func flockFile(path string, flag int, perm fs.FileMode, kind int, who string) (*os.File, error) {
+	f, err := os.OpenFile(path, flag, perm)
 	if err != nil {
 		return nil, fmt.Errorf("wal: lock %s: %w", path, err)
 	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+	if err := unix.Flock(int(f.Fd()), kind|unix.LOCK_NB); err != nil {
 		f.Close()
 		if errors.Is(err, unix.EWOULDBLOCK) {
+			if who != "" {
+				return nil, fmt.Errorf("%w: %s (%s)", ErrLocked, path, who)
+			}
 			return nil, fmt.Errorf("%w: %s", ErrLocked, path)
 		}
 		return nil, fmt.Errorf("wal: lock %s: %w", path, err)
 	}
-	// The directory too, which read-only users lock shared (they must not
-	// create LOCK where it is missing).
-	d, err := os.Open(dir)
-	if err == nil {
-		if err = unix.Flock(int(d.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-			d.Close()
-		}
-	}
-	if err != nil {
-		f.Close()
-		if errors.Is(err, unix.EWOULDBLOCK) {
-			return nil, fmt.Errorf("%w: %s (read-only users have it open)", ErrLocked, dir)
-		}
-		return nil, fmt.Errorf("wal: lock %s: %w", dir, err)
-	}
-	return lockPair{f, d}, nil // closing the descriptors releases the locks
+	return f, nil
 }
 
 // lockPair holds the flocks on LOCK and on the directory.
@@ -178,7 +183,21 @@ func isTmpfs(f *os.File) bool {
 }
 
 func (m *osMedia) Open(path string) (MediaFile, error) {
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	f, err := m.open(path, false)
+	if err != nil {
+		return nil, err // not a nil *osFile in an interface
+	}
+	return f, nil
+}
+
+// open opens a segment file, read-only and mapped copy-on-write when
+// private (Options.ReadOnly).
+func (m *osMedia) open(path string, private bool) (*osFile, error) {
+	flag := os.O_RDWR
+	if private {
+		flag = os.O_RDONLY
+	}
+	f, err := os.OpenFile(path, flag, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -187,7 +206,7 @@ func (m *osMedia) Open(path string) (MediaFile, error) {
 		f.Close()
 		return nil, err
 	}
-	return &osFile{File: f, size: st.Size(), hw: m.hw}, nil
+	return &osFile{File: f, size: st.Size(), hw: m.hw, private: private}, nil
 }
 
 type osFile struct {

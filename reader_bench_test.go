@@ -38,14 +38,8 @@ func BenchmarkIterate(b *testing.B) {
 // BenchmarkReadRandom reads 256-byte records at random indexes (a copy
 // each, as Read returns).
 func BenchmarkReadRandom(b *testing.B) {
-	l := benchOpenSize(b, defaultSegmentSize)
 	const n, size = 200000, 256
-	data := make([]byte, size)
-	for i := 0; i < n; i++ {
-		if _, err := l.Append(data); err != nil {
-			b.Fatal(err)
-		}
-	}
+	l := benchRecords(b, n, size)
 	rng := rand.New(rand.NewPCG(1, 2))
 	b.SetBytes(size)
 	b.ReportAllocs()
@@ -63,14 +57,8 @@ func BenchmarkReadRandom(b *testing.B) {
 // index depends on the word loaded before (as each Read waits for the one
 // before it to finish), so the memory and TLB misses do not overlap.
 func BenchmarkReadRandomFloor(b *testing.B) {
-	l := benchOpenSize(b, defaultSegmentSize)
 	const n, size = 200000, 256
-	data := make([]byte, size)
-	for i := 0; i < n; i++ {
-		if _, err := l.Append(data); err != nil {
-			b.Fatal(err)
-		}
-	}
+	l := benchRecords(b, n, size)
 	seg := l.segs[0]
 	rng := rand.New(rand.NewPCG(1, 2))
 	var sink uint64
@@ -117,4 +105,17 @@ func BenchmarkOpen(b *testing.B) {
 		l.Close()
 		b.StartTimer()
 	}
+}
+
+// benchRecords returns a log of n records of size bytes in one segment.
+func benchRecords(b *testing.B, n, size int) *Log {
+	b.Helper()
+	l := benchOpenSize(b, defaultSegmentSize)
+	data := make([]byte, size)
+	for range n {
+		if _, err := l.Append(data); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return l
 }

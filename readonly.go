@@ -224,30 +224,14 @@ func (m *memMapping) Unmap() error            { m.mem = nil; return nil }
 // writer holds exclusively besides LOCK (see Lock): it needs no file to
 // exist, so a copied log without LOCK is locked just the same.
 func (m *osMedia) lockShared(dir string) (io.Closer, error) {
-	d, err := os.Open(dir)
-	if err != nil {
-		return nil, fmt.Errorf("wal: lock %s: %w", dir, err)
-	}
-	if err := unix.Flock(int(d.Fd()), unix.LOCK_SH|unix.LOCK_NB); err != nil {
-		d.Close()
-		if errors.Is(err, unix.EWOULDBLOCK) {
-			return nil, fmt.Errorf("%w: %s (a writer has the log open)", ErrLocked, dir)
-		}
-		return nil, fmt.Errorf("wal: lock %s: %w", dir, err)
-	}
-	return d, nil
+	return flockFile(dir, os.O_RDONLY, 0, unix.LOCK_SH, "a writer has the log open")
 }
 
 // openPrivate opens a segment file read-only; its Map is copy-on-write.
 func (m *osMedia) openPrivate(path string) (MediaFile, error) {
-	f, err := os.Open(path)
+	f, err := m.open(path, true)
 	if err != nil {
 		return nil, err
 	}
-	st, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	return &osFile{File: f, size: st.Size(), hw: m.hw, private: true}, nil
+	return f, nil
 }
