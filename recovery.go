@@ -7,8 +7,11 @@ import (
 	"io/fs"
 	"math"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
+	"sync"
+	"sync/atomic"
 )
 
 // recover rebuilds the log's state from the directory (Open, before the Log
@@ -282,27 +285,64 @@ func (l *Log) writeMeta(m meta) error {
 
 // scanAll verifies every record: sealed segments strictly, the last one with
 // the torn-tail rules. It fills each segment's offsets and sets the tail.
+// Sealed segments do not depend on each other, so they are scanned on every
+// CPU at once; their verdicts are then taken in order, as a sequential scan
+// would.
 func (l *Log) scanAll() error {
-	for i := 0; i < len(l.segs); i++ {
-		s := l.segs[i]
-		if i < len(l.segs)-1 {
-			stop := l.segs[i+1].first - 1
-			commit, bad, why := scanRecords(s, stop)
-			if commit == bad && s.first+uint64(s.offs.Len()) == stop+1 {
-				continue
-			}
-			err := fmt.Errorf("%w: %s offset %d: record %d: %s (segment is sealed)", ErrCorrupt, s.path, bad, s.first+uint64(s.offs.Len()), why)
-			if !l.opts.RepairCorruption {
-				return err
-			}
-			if err := l.cutAfter(i, commit, stop, err); err != nil {
-				return err
-			}
-			return l.scanTail(l.segs[i])
-		}
-		return l.scanTail(s)
+	if len(l.segs) == 0 {
+		return nil
 	}
-	return nil
+	sealed := len(l.segs) - 1
+	type verdict struct {
+		commit, bad int
+		why         string
+		err         error // a memory fault
+	}
+	res := make([]verdict, sealed)
+	scan := func(i int) {
+		s, stop := l.segs[i], l.segs[i+1].first-1
+		v := &res[i]
+		v.err = guardFault(s.path, func() error {
+			v.commit, v.bad, v.why = scanRecords(s, stop)
+			return nil
+		})
+	}
+	if workers := min(runtime.GOMAXPROCS(0), sealed); workers > 1 {
+		var next atomic.Int64
+		var wg sync.WaitGroup
+		for range workers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := int(next.Add(1) - 1); i < sealed; i = int(next.Add(1) - 1) {
+					scan(i)
+				}
+			}()
+		}
+		wg.Wait()
+	} else {
+		for i := range sealed {
+			scan(i)
+		}
+	}
+	for i := range sealed {
+		s, stop, v := l.segs[i], l.segs[i+1].first-1, res[i]
+		if v.err != nil {
+			return v.err
+		}
+		if v.commit == v.bad && s.first+uint64(s.offs.Len()) == stop+1 {
+			continue
+		}
+		err := fmt.Errorf("%w: %s offset %d: record %d: %s (segment is sealed)", ErrCorrupt, s.path, v.bad, s.first+uint64(s.offs.Len()), v.why)
+		if !l.opts.RepairCorruption {
+			return err
+		}
+		if err := l.cutAfter(i, v.commit, stop, err); err != nil {
+			return err
+		}
+		return l.scanTail(l.segs[i])
+	}
+	return l.scanTail(l.segs[sealed])
 }
 
 // scanTail scans the last segment. A record that does not verify ends the
