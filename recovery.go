@@ -354,19 +354,33 @@ func (l *Log) scanAll() error {
 // A complete-looking record beyond the bound means the damage was not a
 // torn write: ErrCorrupt, or with RepairCorruption the log is cut there.
 func (l *Log) scanTail(s *segment) error {
-	commit, bad, why := scanRecords(s, math.MaxUint64)
+	// Read the file, as for sealed segments, unless this is a read-only
+	// view: there recovery's changes (the redo of a truncation) live only
+	// in the private mapping.
+	var src recSource = memSource(s.mem)
+	if !l.opts.ReadOnly {
+		src = &fileWindow{f: s.f, buf: make([]byte, 256<<10), size: s.size()}
+	}
+	commit, bad, why := scanRecordsFrom(s, src, math.MaxUint64)
 	lastIdx := s.first + uint64(s.offs.Len()) - 1
 	bound := int(s.hdr.bound)
 	size := s.size()
 	maxEnd, found, beyond := commit, 0, -1
 	for o := commit; o+recHeaderSize <= size; o += recAlign {
-		idx := le.Uint64(s.mem[o+8:])
+		hb := src.at(o, recHeaderSize)
+		if hb == nil {
+			break
+		}
+		idx := le.Uint64(hb[8:])
 		if idx <= lastIdx || idx-lastIdx > uint64(size/recHeaderSize) {
 			continue
 		}
-		h := readRecHeader(s.mem[o:])
+		h := readRecHeader(hb)
 		end := o + recHeaderSize + int(h.length)
-		if h.flags != 0 || end > size || end < o || !recordSumOK(s, o, h) {
+		if h.flags != 0 || end > size || end < o {
+			continue
+		}
+		if rec := src.at(o, recHeaderSize+int(h.length)); rec == nil || recordSum(rec[:recHeaderSize], rec[recHeaderSize:], s.hdr.salt) != h.sum {
 			continue
 		}
 		found++
