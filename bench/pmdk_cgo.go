@@ -324,10 +324,7 @@ func (s *pmemlogStore) appendCalls(w *worker, n int) error {
 }
 
 func (s *pmemlogStore) fill(total int64, size int) error {
-	w := newWorker(size, fillBatch)
-	w.measure = false
-	calls := int((total + int64(size*fillBatch) - 1) / int64(size*fillBatch))
-	return s.appendCalls(w, calls)
+	return fillByCalls(s.appendCalls, total, size)
 }
 
 func (s *pmemlogStore) read(w *worker, deadline time.Time) (int64, error) {

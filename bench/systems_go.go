@@ -186,10 +186,7 @@ func (s *raftWALStore) appendCalls(w *worker, n int) error {
 }
 
 func (s *raftWALStore) fill(total int64, size int) error {
-	w := newWorker(size, fillBatch)
-	calls := int((total + int64(size*fillBatch) - 1) / int64(size*fillBatch))
-	w.measure = false
-	return s.appendCalls(w, calls)
+	return fillByCalls(s.appendCalls, total, size)
 }
 
 func (s *raftWALStore) read(w *worker, deadline time.Time) (int64, error) {
@@ -301,10 +298,7 @@ func (s *tidwallStore) appendCalls(w *worker, n int) error {
 }
 
 func (s *tidwallStore) fill(total int64, size int) error {
-	w := newWorker(size, fillBatch)
-	calls := int((total + int64(size*fillBatch) - 1) / int64(size*fillBatch))
-	w.measure = false
-	return s.appendCalls(w, calls)
+	return fillByCalls(s.appendCalls, total, size)
 }
 
 func (s *tidwallStore) read(w *worker, deadline time.Time) (int64, error) {
@@ -343,3 +337,12 @@ func (s *tidwallStore) read(w *worker, deadline time.Time) (int64, error) {
 }
 
 func (s *tidwallStore) close() error { return s.l.Close() }
+
+// fillByCalls writes about total bytes of size-byte records through a
+// store's appendCalls, in untimed batches of fillBatch (the stores whose
+// fill is just their append loop).
+func fillByCalls(appendCalls func(*worker, int) error, total int64, size int) error {
+	w := newWorker(size, fillBatch)
+	w.measure = false
+	return appendCalls(w, int((total+int64(size*fillBatch)-1)/int64(size*fillBatch)))
+}
