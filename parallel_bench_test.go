@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -53,6 +54,7 @@ func benchParallel(b *testing.B, l *Log, size, goroutines int) {
 	var wg sync.WaitGroup
 	var failed error
 	var mu sync.Mutex
+	before := l.Stats()
 	b.ResetTimer()
 	start := time.Now()
 	for i := 0; i < goroutines; i++ {
@@ -84,4 +86,74 @@ func benchParallel(b *testing.B, l *Log, size, goroutines int) {
 	b.ReportMetric(pct(0.50), "p50-ns")
 	b.ReportMetric(pct(0.99), "p99-ns")
 	b.ReportMetric(pct(0.999), "p99.9-ns")
+	if after := l.Stats(); after.Syncs > before.Syncs {
+		// Group commit at work: appends covered by one msync.
+		b.ReportMetric(float64(after.Appends-before.Appends)/float64(after.Syncs-before.Syncs), "appends/sync")
+	}
+}
+
+// BenchmarkCacheLineHandoff measures what one cache line costs to move
+// between two cores: two goroutines take turns incrementing one counter,
+// each spinning until the other has moved it. ns/op is one one-way
+// handoff. Appends that share a log share its index, so when goroutines
+// on two cores take turns, each append waits at least this long for the
+// line; it bounds how far appends on one log can scale (see the README).
+func BenchmarkCacheLineHandoff(b *testing.B) {
+	var x atomic.Uint64
+	n := uint64(b.N) &^ 1
+	b.ReportAllocs()
+	b.ResetTimer()
+	done := make(chan struct{})
+	go func() {
+		for i := uint64(1); i < n; i += 2 {
+			for x.Load() != i {
+			}
+			x.Store(i + 1)
+		}
+		close(done)
+	}()
+	for i := uint64(0); i < n; i += 2 {
+		for x.Load() != i {
+		}
+		x.Store(i + 1)
+	}
+	<-done
+}
+
+// BenchmarkAppendIndependent runs one appender on each of g logs, which
+// share nothing: the scaling that two cores give appends when no cache
+// line moves between them, to set beside BenchmarkAppendParallel's one
+// shared log. ns/op is wall time per append across all logs.
+func BenchmarkAppendIndependent(b *testing.B) {
+	for _, size := range []int{64, 256} {
+		for _, g := range []int{1, 2} {
+			b.Run(fmt.Sprintf("size=%d/logs=%d", size, g), func(b *testing.B) {
+				logs := make([]*Log, g)
+				for i := range logs {
+					logs[i] = benchOpen(b)
+				}
+				data := make([]byte, size)
+				per := max(1, b.N/g)
+				b.SetBytes(int64(size))
+				b.ReportAllocs()
+				b.ResetTimer()
+				start := time.Now()
+				var wg sync.WaitGroup
+				for _, l := range logs {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						for j := 0; j < per; j++ {
+							if _, err := l.Append(data); err != nil {
+								b.Error(err)
+								return
+							}
+						}
+					}()
+				}
+				wg.Wait()
+				b.ReportMetric(float64(per*g)/time.Since(start).Seconds(), "appends/s")
+			})
+		}
+	}
 }

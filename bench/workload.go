@@ -43,6 +43,7 @@ func workloads(logBytes int64) []workload {
 		{Name: "append-4096", Title: "Durable append, 4096 B, 1 appender", Kind: kindAppend, Size: 4096, Appenders: 1, Batch: 1},
 		{Name: "append-256-x2", Title: "Durable append, 256 B, 2 appenders", Kind: kindAppend, Size: 256, Appenders: 2, Batch: 1},
 		{Name: "append-256-x8", Title: "Durable append, 256 B, 8 appenders", Kind: kindAppend, Size: 256, Appenders: 8, Batch: 1},
+		{Name: "append-256-x16", Title: "Durable append, 256 B, 16 appenders", Kind: kindAppend, Size: 256, Appenders: 16, Batch: 1},
 		{Name: "batch-64x64", Title: "Durable batch of 64 records of 64 B, 1 appender (ns and p99 per record / per batch)", Kind: kindAppend, Size: 64, Appenders: 1, Batch: 64},
 		{Name: "open", Title: fmt.Sprintf("Open (recovery) of a %s log of %d B records", size, bigRecord), Kind: kindOpen, Size: bigRecord},
 		{Name: "read-seq", Title: fmt.Sprintf("Sequential read of the %s log, %d B records", size, bigRecord), Kind: kindRead, Size: bigRecord},
