@@ -127,12 +127,21 @@ func fixedResults() *results {
 			r.add(i, s, wl, smp)
 		}
 	}
-	add(pm, wls[0], 400, 380, 390)
-	add(other, wls[0], 1900, 1600, 1700)
-	add(floor, wls[0], 100, 130, 97)
-	add(pm, wls[6], 6.8e9)
-	add(other, wls[6], 120e6)
-	r.fail(floor, wls[7], errors.New("boom"))
+	// By name, so that adding a workload does not move these.
+	named := func(name string) workload {
+		for _, wl := range wls {
+			if wl.Name == name {
+				return wl
+			}
+		}
+		panic("no workload " + name)
+	}
+	add(pm, named("append-64"), 400, 380, 390)
+	add(other, named("append-64"), 1900, 1600, 1700)
+	add(floor, named("append-64"), 100, 130, 97)
+	add(pm, named("open"), 6.8e9)
+	add(other, named("open"), 120e6)
+	r.fail(floor, named("read-seq"), errors.New("boom"))
 	return r
 }
 
