@@ -89,9 +89,12 @@ type Tailer struct {
 // Next returns the next record, waiting until it is durable or ctx is
 // done. The payload is appended to buf[:0] (so a reused buffer costs no
 // allocation) and belongs to the caller. A reader whose position has been
-// truncated away gets ErrNotFound.
+// truncated away gets ErrNotFound. A nil ctx waits without a deadline.
 func (t *Tailer) Next(ctx context.Context, buf []byte) (uint64, []byte, error) {
 	l := t.l
+	if ctx == nil {
+		ctx = context.Background()
+	}
 	for {
 		l.mu.Lock()
 		if l.closed {
@@ -126,7 +129,7 @@ func (t *Tailer) Next(ctx context.Context, buf []byte) (uint64, []byte, error) {
 		grew := l.grew
 		l.mu.Unlock()
 		select {
-		case <-grew: // LastIndex advanced, or the log was closed
+		case <-grew: // LastIndex advanced, or the log failed or was closed
 		case <-ctx.Done():
 			return 0, nil, ctx.Err()
 		}

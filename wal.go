@@ -753,9 +753,8 @@ const maxGatherWait = 500 * time.Microsecond
 
 // setDurable publishes that every index up to last is durable (l.mu held).
 func (l *Log) setDurable(last uint64, off int) {
-	if last > l.durable && l.grew != nil {
-		close(l.grew)
-		l.grew = nil
+	if last > l.durable {
+		l.wakeTailers()
 	}
 	l.durable, l.dOff = last, off
 }
@@ -772,6 +771,16 @@ func (l *Log) fail(err error) {
 		}
 	}
 	l.cond.Broadcast()
+	l.wakeTailers() // they return the failure instead of waiting for records that cannot come
+}
+
+// wakeTailers wakes every Tailer waiting in Next (l.mu held): the durable
+// point advanced, or the log failed or closed.
+func (l *Log) wakeTailers() {
+	if l.grew != nil {
+		close(l.grew)
+		l.grew = nil
+	}
 }
 
 // rollover moves appends into the prepared next segment (l.mu held, no
@@ -941,10 +950,7 @@ func (l *Log) Close() error {
 	}
 	l.closed = true
 	l.cond.Broadcast()
-	if l.grew != nil {
-		close(l.grew)
-		l.grew = nil
-	}
+	l.wakeTailers()
 	ch := l.prepCh
 	l.prepCh = nil
 	l.mu.Unlock()
