@@ -19,6 +19,10 @@ const (
 	maxSegmentSize = 1<<32 - 4096 // offsets and lengths are uint32
 	segAlign       = 4096
 
+	// maxIndex is the last index a record can have, so that the index
+	// after it (LastIndex+1, the next to be given) is still a uint64.
+	maxIndex = 1<<64 - 2
+
 	defaultSegmentSize   = 64 << 20
 	defaultInFlightBound = 1 << 20
 )

@@ -523,6 +523,8 @@ func checkRecordFrom(s *segment, src recSource, off int, idx uint64) (recHeader,
 		return h, "end of records"
 	case h.index != idx:
 		return h, fmt.Sprintf("index %d where %d was expected", h.index, idx)
+	case idx > maxIndex:
+		return h, "index past the last one the format allows"
 	case h.flags != 0:
 		return h, "reserved header bits set"
 	case off+recHeaderSize+int(h.length) > s.size():

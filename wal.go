@@ -50,6 +50,10 @@ var (
 	// ErrReadOnly: the log was opened with Options.ReadOnly and the call
 	// would change it.
 	ErrReadOnly = errors.New("wal: log is open read-only")
+	// ErrIndexExhausted: the record would get an index above
+	// math.MaxUint64-1, the last one the format allows. Only a log moved
+	// there by TruncateFront can reach it.
+	ErrIndexExhausted = errors.New("wal: no index left for the record")
 )
 
 // Persist selects how appends are made durable.
@@ -579,6 +583,9 @@ func (l *Log) reserve(total int, one []byte, many [][]byte) (seg *segment, off i
 		if err := l.rollover(); err != nil {
 			return nil, 0, 0, 0, err
 		}
+	}
+	if count := uint64(max(len(many), 1)); l.next > maxIndex || maxIndex-l.next < count-1 {
+		return nil, 0, 0, 0, fmt.Errorf("%w: %d records from index %d", ErrIndexExhausted, count, l.next)
 	}
 	off = l.tail
 	first = l.next
