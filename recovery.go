@@ -57,7 +57,7 @@ func (l *Log) recover() error {
 			// written further than the in-flight bound past them, so a
 			// segment that ever held a record is not zero there: its
 			// activation block was damaged, and it is corrupt.
-			if end := min(s.size(), segHeaderSize+int(s.hdr.bound)); lastNonZero(s.mem, segHeaderSize, end) == segHeaderSize {
+			if end := min(s.size(), segHeaderSize+s.bound()); lastNonZero(s.mem, segHeaderSize, end) == segHeaderSize {
 				slots[i].unused = true
 			} else {
 				slots[i].bad = fmt.Errorf("%s: activation block does not verify, yet the segment holds data", s.path)
@@ -363,7 +363,7 @@ func (l *Log) scanTail(s *segment) error {
 	}
 	commit, bad, why := scanRecordsFrom(s, src, math.MaxUint64)
 	lastIdx := s.first + uint64(s.offs.Len()) - 1
-	bound := int(s.hdr.bound)
+	bound := s.bound()
 	size := s.size()
 	maxEnd, found, beyond := commit, 0, -1
 	for o := commit; o+recHeaderSize <= size; o += recAlign {

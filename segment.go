@@ -166,6 +166,11 @@ func (s *segment) fence() {
 // size is the segment's length in bytes.
 func (s *segment) size() int { return len(s.mem) }
 
+// bound is the in-flight bound recorded in the segment's header, the one
+// recovery judges its tail by, in bytes; a bound beyond the segment counts
+// as the segment's size.
+func (s *segment) bound() int { return int(min(s.hdr.bound, uint64(s.size()))) }
+
 // close retires the segment: it is unmapped and its file closed at once,
 // or, while an iterator has it pinned, when the last pin goes.
 func (s *segment) close() error {

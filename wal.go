@@ -113,8 +113,11 @@ type Options struct {
 	// WAL_PERSIST (auto, dax, cacheflush, msync) overrides it.
 	Persist Persist
 	// InFlightBound is how far past the durable point the writer may have
-	// data in flight, in bytes (default 1 MiB, at least 4 KiB). Recovery uses
-	// it to tell a torn tail from corruption; see FORMAT.md.
+	// data in flight, in bytes (default 1 MiB, at least 4 KiB; a bound
+	// beyond SegmentSize acts as SegmentSize). Recovery uses it to tell a
+	// torn tail from corruption; see FORMAT.md. Each segment records the
+	// bound it was made with, and appends into it keep the smaller of that
+	// and this one.
 	InFlightBound int64
 	// RepairCorruption makes Open cut the log at the last good record before
 	// corruption instead of failing with ErrCorrupt. What was dropped is
@@ -270,6 +273,7 @@ func (o *Options) withDefaults() (Options, error) {
 	if c.InFlightBound < 4096 {
 		return c, fmt.Errorf("wal: InFlightBound %d: must be at least 4096", c.InFlightBound)
 	}
+	c.InFlightBound = min(c.InFlightBound, c.SegmentSize)
 	if c.RecycleSegments < 0 || c.RecycleSegments > 1<<16 {
 		return c, fmt.Errorf("wal: RecycleSegments %d: must be from 0 to 65536", c.RecycleSegments)
 	}
@@ -552,13 +556,15 @@ func writeRecordsPwrite(seg *segment, off int, first uint64, one []byte, many []
 
 // reserve assigns indexes and space for total bytes of count records,
 // rolling over to the next segment when the active one is full, and keeping
-// the in-flight bound: nothing is written further than InFlightBound past
-// the durable point, except a single reservation larger than the bound,
-// which waits until everything before it is durable.
+// the in-flight bound: nothing is written further than the bound past the
+// durable point, except a single reservation larger than the bound, which
+// waits until everything before it is durable. The bound is InFlightBound,
+// or the one in the active segment's header where that is smaller (the
+// segment was made by an Open with a smaller bound, and recovery judges
+// its tail by its header).
 func (l *Log) reserve(total int, one []byte, many [][]byte) (seg *segment, off int, first uint64, rs uint64, err error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	bound := int(l.opts.InFlightBound)
 	for {
 		if l.closed {
 			return nil, 0, 0, 0, ErrClosed
@@ -568,6 +574,7 @@ func (l *Log) reserve(total int, one []byte, many [][]byte) (seg *segment, off i
 		}
 		seg = l.segs[len(l.segs)-1]
 		if l.tail+total <= seg.size() {
+			bound := min(int(l.opts.InFlightBound), seg.bound())
 			if l.tail+total-l.dOff <= bound || l.tail == l.dOff {
 				break
 			}
