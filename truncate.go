@@ -201,7 +201,9 @@ func (l *Log) redoCut(index uint64) error {
 		return err
 	}
 	s := l.segs[k]
-	commit, err := cutBatch(s, index)
+	// A repair may have removed the segments that held the cut point:
+	// the cut then lands on the last record left before the damage.
+	commit, err := cutBatch(s, index, l.recovering && l.opts.RepairCorruption)
 	if err != nil {
 		return err
 	}
@@ -314,21 +316,27 @@ func (l *Log) dropSegment(s *segment, why string) error {
 // batchLeft, so that a crash leaves every header either as it was, or
 // rewritten, or with only the new checksum; the walk accepts all three,
 // and recovery redoes the rewrite. It sets s.offs and returns the offset
-// just past index.
-func cutBatch(s *segment, index uint64) (int, error) {
+// just past index. A record missing or damaged before index is corruption,
+// unless stopShort: then the cut moves to the record before it.
+func cutBatch(s *segment, index uint64, stopShort bool) (int, error) {
 	s.offs.Truncate(0)
 	off, batchStart := segHeaderSize, 0
 	for idx := s.first; idx <= index; idx++ {
+		var bad error
+		h := recHeader{}
 		if off+recHeaderSize > s.size() {
-			return 0, fmt.Errorf("%w: %s: record %d before the truncation point %d runs past the segment", ErrCorrupt, s.path, idx, index)
+			bad = fmt.Errorf("%w: %s: record %d before the truncation point %d runs past the segment", ErrCorrupt, s.path, idx, index)
+		} else if h = readRecHeader(s.mem[off:]); h.index != idx || h.flags != 0 || off+recHeaderSize+int(h.length) > s.size() {
+			bad = fmt.Errorf("%w: %s offset %d: record %d before the truncation point %d is damaged", ErrCorrupt, s.path, off, idx, index)
+		} else if !recordSumOK(s, off, h) && cutSum(s, off, h, uint32(index-idx)) != h.sum {
+			bad = fmt.Errorf("%w: %s offset %d: record %d before the truncation point %d: checksum mismatch", ErrCorrupt, s.path, off, idx, index)
 		}
-		h := readRecHeader(s.mem[off:])
-		end := off + recHeaderSize + int(h.length)
-		if h.index != idx || h.flags != 0 || end > s.size() {
-			return 0, fmt.Errorf("%w: %s offset %d: record %d before the truncation point %d is damaged", ErrCorrupt, s.path, off, idx, index)
-		}
-		if !recordSumOK(s, off, h) && cutSum(s, off, h, uint32(index-idx)) != h.sum {
-			return 0, fmt.Errorf("%w: %s offset %d: record %d before the truncation point %d: checksum mismatch", ErrCorrupt, s.path, off, idx, index)
+		if bad != nil {
+			if !stopShort {
+				return 0, bad
+			}
+			index = idx - 1
+			break
 		}
 		if h.batchPos == 0 {
 			batchStart = s.offs.Len()
