@@ -159,6 +159,14 @@ func (l *Log) recover() error {
 			return err
 		}
 		segs, spare = l.segs, l.spare
+	} else if m.cutting {
+		// A repair removed every segment: nothing is left to cut, and the
+		// intent must not outlive this Open, or the next one would cut
+		// records appended from now on.
+		if err := l.writeMeta(meta{first: first}); err != nil {
+			closeAll(segs, spare)
+			return err
+		}
 	}
 
 	if len(segs) == 0 { // a new log (or one cut to nothing)
