@@ -67,10 +67,14 @@ func (l *Log) recover() error {
 		}
 	}
 	var firstSeg *segment
-	if lastAct >= 0 {
+	hasData := lastAct >= 0
+	if hasData {
 		firstSeg = slots[0].s
 	}
-	m, err := l.recoverMeta(firstSeg)
+	for _, sl := range slots {
+		hasData = hasData || (sl.bad != nil && !sl.unused)
+	}
+	m, writeMeta, err := l.recoverMeta(firstSeg, hasData)
 	if err != nil {
 		closeSlots(0)
 		return err
@@ -113,6 +117,12 @@ func (l *Log) recover() error {
 		}
 		seqs, slots = seqs[:cutAt], slots[:cutAt]
 		lastAct = min(lastAct, cutAt-1)
+	}
+	if writeMeta {
+		if err := l.writeMeta(m); err != nil {
+			closeSlots(0)
+			return err
+		}
 	}
 	var segs []*segment // activated, in order
 	var spare *segment
@@ -250,27 +260,30 @@ func (l *Log) listSegments() ([]uint64, error) {
 	return seqs, l.adoptFree(frees)
 }
 
-// recoverMeta reads META. A new log (no activated segment, firstSeg nil)
-// gets one with first index 1. A log with records and no valid META is
-// corrupt; repair rebuilds META from the first segment.
-func (l *Log) recoverMeta(firstSeg *segment) (meta, error) {
+// recoverMeta reads META. A new log (no segment that holds or may hold
+// records: hasData false) gets one with first index 1. A log with records
+// and no valid META is corrupt; repair rebuilds META from the first
+// segment (firstSeg, nil when its header is damaged). It reports whether
+// META must be written, which the caller does only once the segments pass
+// their checks, so that an Open that refuses the log changes nothing.
+func (l *Log) recoverMeta(firstSeg *segment, hasData bool) (meta, bool, error) {
 	path := filepath.Join(l.dir, metaName)
 	b, err := l.media.ReadFile(path)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return meta{}, fmt.Errorf("wal: read %s: %w", path, err)
+		return meta{}, false, fmt.Errorf("wal: read %s: %w", path, err)
 	}
 	m, why := meta{first: 1}, ""
 	if err == nil {
 		if m, why = decodeMeta(b); why == "" {
-			return m, nil
+			return m, false, nil
 		}
-	} else if firstSeg != nil {
+	} else if hasData {
 		why = "missing"
 	}
 	if why != "" {
 		cause := fmt.Errorf("%w: %s: %s", ErrCorrupt, path, why)
 		if !l.opts.RepairCorruption {
-			return meta{}, cause
+			return meta{}, false, cause
 		}
 		m = meta{first: 1}
 		if firstSeg != nil {
@@ -282,7 +295,7 @@ func (l *Log) recoverMeta(firstSeg *segment) (meta, error) {
 		}
 		l.note("repair: rebuilt META from the first segment", "file", path, "first", m.first, "reason", cause)
 	}
-	return m, l.writeMeta(m)
+	return m, true, nil
 }
 
 func (l *Log) writeMeta(m meta) error {
