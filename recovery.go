@@ -126,6 +126,7 @@ func (l *Log) recover() error {
 	}
 	var segs []*segment // activated, in order
 	var spare *segment
+	removed := false
 	for i, sl := range slots {
 		if i <= lastAct {
 			segs = append(segs, sl.s)
@@ -144,6 +145,16 @@ func (l *Log) recover() error {
 			return fmt.Errorf("wal: remove %s: %w", path, err)
 		}
 		l.note("removed a segment file that never held records", "file", path)
+		removed = true
+	}
+	if removed {
+		// Durable before any segment is activated: numbering continues
+		// after the removed files, and a crash that brought one back
+		// would put a never-activated segment before an activated one.
+		if err := l.media.SyncDir(l.dir); err != nil {
+			closeAll(segs, spare)
+			return err
+		}
 	}
 	if want == PersistAuto { // no segment could be opened: decide with the first new one
 		want = l.opts.Persist
