@@ -101,11 +101,13 @@ func (l *Log) truncateFrontPastEnd(index uint64) error {
 		return l.failed
 	}
 	if index > l.next {
+		// META says so already: the old records are gone from here on,
+		// even if removing their files fails.
+		l.first = index
 		if err := l.resetAt(index); err != nil {
 			l.fail(err)
 			return l.failed
 		}
-		l.first = index
 		l.startPrepare()
 		return nil
 	}
@@ -197,6 +199,11 @@ func (l *Log) redoCut(index uint64) error {
 	if l.recovering {
 		l.droppedFiles(later, "completed a back truncation")
 	}
+	// The records after index leave the log's view now, whatever fails
+	// below: META already says they are gone.
+	if l.next > index+1 {
+		l.next, l.written, l.durable = index+1, index, index
+	}
 	if err := l.removeSeqs(later); err != nil {
 		return err
 	}
@@ -251,21 +258,18 @@ func (l *Log) resetAt(first uint64) error {
 	}
 	old := l.segs
 	l.segs = []*segment{sp}
+	l.nextSeq = sp.seq + 1
+	l.next = first
+	l.written = first - 1
+	l.setDurable(first-1, segHeaderSize)
+	l.tail, l.wOff = segHeaderSize, segHeaderSize
 	var err error
 	for _, s := range old {
 		if e := l.dropSegment(s, ""); err == nil {
 			err = e
 		}
 	}
-	if err != nil {
-		return err
-	}
-	l.nextSeq = sp.seq + 1
-	l.next = first
-	l.written = first - 1
-	l.setDurable(first-1, segHeaderSize)
-	l.tail, l.wOff = segHeaderSize, segHeaderSize
-	return nil
+	return err
 }
 
 // takePrepared collects a segment preparation in progress, so that nothing

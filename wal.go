@@ -924,6 +924,12 @@ func (l *Log) borrow(index uint64) ([]byte, *segment, error) {
 		return nil, nil, fmt.Errorf("%w: index %d outside [%d, %d]", ErrNotFound, index, first, last)
 	}
 	seg := l.segFor(index)
+	if seg == nil || index-seg.first >= uint64(seg.offs.Len()) {
+		// Only a truncation that failed part way leaves the published
+		// range ahead of the segments; the log has failed then.
+		l.mu.Unlock()
+		return nil, nil, fmt.Errorf("%w: record %d is in no segment of the log", ErrCorrupt, index)
+	}
 	off := int(seg.offs.At(int(index - seg.first)))
 	l.mu.Unlock()
 
@@ -938,13 +944,17 @@ func (l *Log) borrow(index uint64) ([]byte, *segment, error) {
 	return seg.mem[off+recHeaderSize : end : end], seg, nil
 }
 
-// segFor returns the segment holding index (l.mu held, index in range).
+// segFor returns the segment that would hold index (l.mu held, index in
+// range), or nil when index is below every segment.
 func (l *Log) segFor(index uint64) *segment {
 	n := len(l.segs)
 	if s := l.segs[n-1]; index >= s.first {
 		return s
 	}
 	i := sort.Search(n, func(i int) bool { return l.segs[i].first > index })
+	if i == 0 {
+		return nil
+	}
 	return l.segs[i-1]
 }
 
