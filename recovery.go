@@ -74,7 +74,7 @@ func (l *Log) recover() error {
 	for _, sl := range slots {
 		hasData = hasData || (sl.bad != nil && !sl.unused)
 	}
-	m, writeMeta, err := l.recoverMeta(firstSeg, hasData)
+	m, writeMeta, metaErr, err := l.recoverMeta(firstSeg, hasData)
 	if err != nil {
 		closeSlots(0)
 		return err
@@ -104,6 +104,9 @@ func (l *Log) recover() error {
 			cutAt = i
 			break
 		}
+	}
+	if cutErr == nil {
+		cutErr = metaErr
 	}
 	if cutErr != nil {
 		if !l.opts.RepairCorruption {
@@ -276,29 +279,32 @@ func (l *Log) listSegments() ([]uint64, error) {
 // and no valid META is corrupt; repair rebuilds META from the first
 // segment (firstSeg, nil when its header is damaged). It reports whether
 // META must be written, which the caller does only once the segments pass
-// their checks, so that an Open that refuses the log changes nothing.
-func (l *Log) recoverMeta(firstSeg *segment, hasData bool) (meta, bool, error) {
+// their checks, so that an Open that refuses the log changes nothing. A
+// corrupt META without repair comes back as bad, with the META a repair
+// would write, so that the caller can check the segments against it and
+// report their damage first, naming the file.
+func (l *Log) recoverMeta(firstSeg *segment, hasData bool) (m meta, write bool, bad, err error) {
 	path := filepath.Join(l.dir, metaName)
 	b, err := l.media.ReadFile(path)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return meta{}, false, fmt.Errorf("wal: read %s: %w", path, err)
+		return meta{}, false, nil, fmt.Errorf("wal: read %s: %w", path, err)
 	}
 	m, why := meta{first: 1}, ""
 	if err == nil {
 		if m, why = decodeMeta(b); why == "" {
-			return m, false, nil
+			return m, false, nil, nil
 		}
 	} else if hasData {
 		why = "missing"
 	}
 	if why != "" {
 		cause := fmt.Errorf("%w: %s: %s", ErrCorrupt, path, why)
-		if !l.opts.RepairCorruption {
-			return meta{}, false, cause
-		}
 		m = meta{first: 1}
 		if firstSeg != nil {
 			m.first = firstSeg.first
+		}
+		if !l.opts.RepairCorruption {
+			return m, false, cause, nil
 		}
 		l.report.Repaired = true
 		if len(b) > 0 {
@@ -306,7 +312,7 @@ func (l *Log) recoverMeta(firstSeg *segment, hasData bool) (meta, bool, error) {
 		}
 		l.note("repair: rebuilt META from the first segment", "file", path, "first", m.first, "reason", cause)
 	}
-	return m, true, nil
+	return m, true, nil, nil
 }
 
 func (l *Log) writeMeta(m meta) error {
