@@ -2,6 +2,7 @@ package wal
 
 import (
 	"context"
+	"fmt"
 	"iter"
 )
 
@@ -82,58 +83,99 @@ func (l *Log) Tail(from uint64) *Tailer {
 
 // Tailer follows the log; see Log.Tail.
 type Tailer struct {
-	l    *Log
-	next uint64
+	l        *Log
+	next     uint64
+	returned bool   // Next has returned record next-1
+	sum      uint64 // that record's checksum
+	cuts     uint64 // l.cuts when it was returned or last checked
 }
 
 // Next returns the next record, waiting until it is durable or ctx is
 // done. The payload is appended to buf[:0] (so a reused buffer costs no
 // allocation) and belongs to the caller. A reader whose position has been
-// truncated away gets ErrNotFound. A nil ctx waits without a deadline.
+// truncated away gets ErrNotFound, as does one whose last returned record
+// a TruncateBack has since removed or replaced: the records it returned
+// are no longer the log's, so it must start again from an index it trusts.
+// A nil ctx waits without a deadline.
 func (t *Tailer) Next(ctx context.Context, buf []byte) (uint64, []byte, error) {
 	l := t.l
 	if ctx == nil {
 		ctx = context.Background()
 	}
 	for {
-		l.mu.Lock()
-		if l.closed {
-			l.mu.Unlock()
-			return 0, nil, ErrClosed
+		l.closeMu.RLock() // no TruncateBack while it is held
+		index, out, grew, err := t.step(buf)
+		l.closeMu.RUnlock()
+		if err != nil || grew == nil {
+			return index, out, err
 		}
-		if t.next <= l.durable {
-			l.mu.Unlock()
-			l.closeMu.RLock()
-			err := guardFault("tail", func() error {
-				rec, _, err := l.borrow(t.next)
-				if err == nil {
-					buf = append(buf[:0], rec...)
-				}
-				return err
-			})
-			l.closeMu.RUnlock()
-			if err != nil {
-				return 0, nil, err
-			}
-			t.next++
-			return t.next - 1, buf, nil
-		}
-		if l.failed != nil {
-			err := l.failed
-			l.mu.Unlock()
-			return 0, nil, err
-		}
-		if l.grew == nil {
-			l.grew = make(chan struct{})
-		}
-		grew := l.grew
-		l.mu.Unlock()
 		select {
 		case <-grew: // LastIndex advanced, or the log failed or was closed
 		case <-ctx.Done():
 			return 0, nil, ctx.Err()
 		}
 	}
+}
+
+// step returns the next record, or the channel to wait on until there may
+// be one (l.closeMu held shared).
+func (t *Tailer) step(buf []byte) (uint64, []byte, chan struct{}, error) {
+	l := t.l
+	l.mu.Lock()
+	closed, failed, cuts, first, durable := l.closed, l.failed, l.cuts, l.first, l.durable
+	var grew chan struct{}
+	if !closed && failed == nil && t.next > durable {
+		if l.grew == nil {
+			l.grew = make(chan struct{})
+		}
+		grew = l.grew
+	}
+	l.mu.Unlock()
+	if closed {
+		return 0, nil, nil, ErrClosed
+	}
+	if t.returned && t.cuts != cuts {
+		// A TruncateBack ran since: the record returned last must still be
+		// the log's, unless TruncateFront has dropped it since.
+		if last := t.next - 1; last >= first {
+			gone := fmt.Errorf("%w: record %d, which this tailer returned, was removed by TruncateBack", ErrNotFound, last)
+			if last > durable {
+				return 0, nil, nil, gone
+			}
+			var sum uint64
+			err := guardFault("tail", func() (err error) {
+				_, _, sum, err = l.borrowSum(last)
+				return err
+			})
+			if err != nil {
+				return 0, nil, nil, err
+			}
+			if sum != t.sum {
+				return 0, nil, nil, gone
+			}
+		}
+		t.cuts = cuts
+	}
+	if t.next <= durable {
+		var sum uint64
+		err := guardFault("tail", func() error {
+			rec, _, s, err := l.borrowSum(t.next)
+			if err == nil {
+				buf, sum = append(buf[:0], rec...), s
+			}
+			return err
+		})
+		if err != nil {
+			return 0, nil, nil, err
+		}
+		t.next++
+		t.returned, t.sum, t.cuts = true, sum, cuts
+		return t.next - 1, buf, nil, nil
+	}
+	if failed != nil {
+		return 0, nil, nil, failed
+	}
+	return 0, nil, grew, nil
 }
 
 // Stats are a Log's counters and state; see Log.Stats.

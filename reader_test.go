@@ -185,3 +185,82 @@ func TestRecordsPinsSegment(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A tailer whose returned records a TruncateBack removes must not carry on
+// at the replaced indexes as if nothing happened: its last record gone,
+// or replaced by a new one, gives ErrNotFound. One whose records are all
+// kept follows the new records.
+func TestTailerAfterTruncateBack(t *testing.T) {
+	ctx := context.Background()
+	appendN := func(t *testing.T, l *Log, from, to uint64, tag string) {
+		t.Helper()
+		for i := from; i <= to; i++ {
+			if idx, err := l.Append([]byte(fmt.Sprint(tag, i))); err != nil || idx != i {
+				t.Fatalf("Append = %d, %v, want %d", idx, err, i)
+			}
+		}
+	}
+	readTo := func(t *testing.T, tl *Tailer, to uint64) {
+		t.Helper()
+		for {
+			idx, _, err := tl.Next(ctx, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if idx == to {
+				return
+			}
+		}
+	}
+	t.Run("last record removed", func(t *testing.T) {
+		l := truncOpen(t, truncDir(t))
+		defer l.Close()
+		appendN(t, l, 1, 10, "old")
+		tl := l.Tail(1)
+		readTo(t, tl, 10)
+		if err := l.TruncateBack(5); err != nil {
+			t.Fatal(err)
+		}
+		// Nothing appended since: it must not wait for index 11.
+		c, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		if idx, rec, err := tl.Next(c, nil); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("Next = %d %q, %v; want ErrNotFound", idx, rec, err)
+		}
+	})
+	t.Run("last record replaced", func(t *testing.T) {
+		l := truncOpen(t, truncDir(t))
+		defer l.Close()
+		appendN(t, l, 1, 10, "old")
+		tl := l.Tail(1)
+		readTo(t, tl, 10)
+		if err := l.TruncateBack(5); err != nil {
+			t.Fatal(err)
+		}
+		appendN(t, l, 6, 12, "new")
+		if idx, rec, err := tl.Next(ctx, nil); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("Next = %d %q, %v; want ErrNotFound (records 6..10 it returned were replaced)", idx, rec, err)
+		}
+		// A tailer started afresh reads the new records.
+		tl = l.Tail(6)
+		if idx, rec, err := tl.Next(ctx, nil); err != nil || idx != 6 || string(rec) != "new6" {
+			t.Fatalf("new tailer: %d %q, %v", idx, rec, err)
+		}
+	})
+	t.Run("records kept", func(t *testing.T) {
+		l := truncOpen(t, truncDir(t))
+		defer l.Close()
+		appendN(t, l, 1, 10, "old")
+		tl := l.Tail(1)
+		readTo(t, tl, 5)
+		if err := l.TruncateBack(7); err != nil {
+			t.Fatal(err)
+		}
+		appendN(t, l, 8, 9, "new")
+		for _, want := range []string{"old6", "old7", "new8", "new9"} {
+			if _, rec, err := tl.Next(ctx, nil); err != nil || string(rec) != want {
+				t.Fatalf("Next = %q, %v; want %q", rec, err, want)
+			}
+		}
+	})
+}

@@ -201,6 +201,7 @@ func (l *Log) redoCut(index uint64) error {
 	}
 	// The records after index leave the log's view now, whatever fails
 	// below: META already says they are gone.
+	l.cuts++
 	if l.next > index+1 {
 		l.next, l.written, l.durable = index+1, index, index
 	}
