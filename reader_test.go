@@ -212,15 +212,21 @@ func TestTailerAfterTruncateBack(t *testing.T) {
 			}
 		}
 	}
-	t.Run("last record removed", func(t *testing.T) {
+	// A tailer that has returned records 1..read of 10, then TruncateBack(cut).
+	setup := func(t *testing.T, read, cut uint64) (*Log, *Tailer) {
+		t.Helper()
 		l := truncOpen(t, truncDir(t))
-		defer l.Close()
+		t.Cleanup(func() { l.Close() })
 		appendN(t, l, 1, 10, "old")
 		tl := l.Tail(1)
-		readTo(t, tl, 10)
-		if err := l.TruncateBack(5); err != nil {
+		readTo(t, tl, read)
+		if err := l.TruncateBack(cut); err != nil {
 			t.Fatal(err)
 		}
+		return l, tl
+	}
+	t.Run("last record removed", func(t *testing.T) {
+		_, tl := setup(t, 10, 5)
 		// Nothing appended since: it must not wait for index 11.
 		c, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
@@ -229,14 +235,7 @@ func TestTailerAfterTruncateBack(t *testing.T) {
 		}
 	})
 	t.Run("last record replaced", func(t *testing.T) {
-		l := truncOpen(t, truncDir(t))
-		defer l.Close()
-		appendN(t, l, 1, 10, "old")
-		tl := l.Tail(1)
-		readTo(t, tl, 10)
-		if err := l.TruncateBack(5); err != nil {
-			t.Fatal(err)
-		}
+		l, tl := setup(t, 10, 5)
 		appendN(t, l, 6, 12, "new")
 		if idx, rec, err := tl.Next(ctx, nil); !errors.Is(err, ErrNotFound) {
 			t.Fatalf("Next = %d %q, %v; want ErrNotFound (records 6..10 it returned were replaced)", idx, rec, err)
@@ -248,14 +247,7 @@ func TestTailerAfterTruncateBack(t *testing.T) {
 		}
 	})
 	t.Run("records kept", func(t *testing.T) {
-		l := truncOpen(t, truncDir(t))
-		defer l.Close()
-		appendN(t, l, 1, 10, "old")
-		tl := l.Tail(1)
-		readTo(t, tl, 5)
-		if err := l.TruncateBack(7); err != nil {
-			t.Fatal(err)
-		}
+		l, tl := setup(t, 5, 7)
 		appendN(t, l, 8, 9, "new")
 		for _, want := range []string{"old6", "old7", "new8", "new9"} {
 			if _, rec, err := tl.Next(ctx, nil); err != nil || string(rec) != want {
