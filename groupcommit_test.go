@@ -118,3 +118,63 @@ func TestGroupCommitWaitIsBounded(t *testing.T) {
 		t.Errorf("LastIndex = %d, want 50", got)
 	}
 }
+
+// A reservation larger than the in-flight bound waits until nothing is in
+// flight. Appends that arrive while it waits must queue behind it, or a
+// steady stream of small appends, always one in flight, would keep it
+// waiting for ever. Here a small record is in flight when a large append
+// starts waiting and another small append arrives: the large one must get
+// the next index.
+func TestLargeReservationNotOvertaken(t *testing.T) {
+	t.Setenv("WAL_PERSIST", "")
+	l, err := Open(t.TempDir(), &Options{SegmentSize: 1 << 20, InFlightBound: 4096, Persist: PersistCacheFlush})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	inFlight := []byte("in flight")
+	seg, off, first, rs, err := l.reserve(recSize(len(inFlight)), inFlight, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		index uint64
+		err   error
+	}
+	appendAsync := func(data []byte) chan result {
+		ch := make(chan result, 1)
+		go func() {
+			index, err := l.Append(data)
+			ch <- result{index, err}
+		}()
+		return ch
+	}
+	reservations := func() uint64 {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		return l.rseq
+	}
+	large := appendAsync(make([]byte, 8192)) // more than the bound: waits
+	for l.mu.Lock(); l.largeWaiting == 0; l.mu.Lock() {
+		l.mu.Unlock()
+		time.Sleep(time.Millisecond)
+	}
+	l.mu.Unlock()
+	small := appendAsync([]byte("small"))
+	// Give the small append time to jump the queue, as it could before.
+	before := reservations()
+	for i := 0; i < 100 && reservations() == before; i++ {
+		time.Sleep(2 * time.Millisecond)
+	}
+	flushed, werr := l.writeRecords(seg, off, first, inFlight, nil)
+	if err := l.commit(rs, first, flushed, werr); err != nil {
+		t.Fatal(err)
+	}
+	lr, sr := <-large, <-small
+	if lr.err != nil || sr.err != nil {
+		t.Fatal(lr.err, sr.err)
+	}
+	if lr.index != first+1 || sr.index != first+2 {
+		t.Fatalf("large append got index %d, small %d; want %d then %d: the small one overtook the waiting large one", lr.index, sr.index, first+1, first+2)
+	}
+}

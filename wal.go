@@ -227,6 +227,8 @@ type Log struct {
 	dOff    int
 	syncing bool // an msync leader is at work
 
+	largeWaiting int // reservations larger than the in-flight bound waiting in reserve
+
 	// Group commit (msync): see gatherMore.
 	inFlight    int           // appenders between reserve and commit's return
 	roundPeak   int           // most appenders in flight since the last sync started
@@ -562,10 +564,18 @@ func writeRecordsPwrite(seg *segment, off int, first uint64, one []byte, many []
 // waits until everything before it is durable. The bound is InFlightBound,
 // or the one in the active segment's header where that is smaller (the
 // segment was made by an Open with a smaller bound, and recovery judges
-// its tail by its header).
+// its tail by its header). While a reservation larger than the bound
+// waits, later ones wait behind it, so that a stream of small appends
+// cannot keep something in flight for ever and starve it.
 func (l *Log) reserve(total int, one []byte, many [][]byte) (seg *segment, off int, first uint64, rs uint64, err error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	waiting := false // this is a large reservation, counted in l.largeWaiting
+	defer func() {
+		if waiting {
+			l.largeWaiting--
+		}
+	}()
 	for {
 		if l.closed {
 			return nil, 0, 0, 0, ErrClosed
@@ -576,8 +586,13 @@ func (l *Log) reserve(total int, one []byte, many [][]byte) (seg *segment, off i
 		seg = l.segs[len(l.segs)-1]
 		if l.tail+total <= seg.size() {
 			bound := min(int(l.opts.InFlightBound), seg.bound())
-			if l.tail+total-l.dOff <= bound || l.tail == l.dOff {
+			large := total > bound
+			if (l.largeWaiting == 0 || large) && (l.tail+total-l.dOff <= bound || l.tail == l.dOff) {
 				break
+			}
+			if large && !waiting {
+				waiting = true
+				l.largeWaiting++
 			}
 			l.cond.Wait()
 			continue
