@@ -486,8 +486,12 @@ func (l *Log) writeRecords(seg *segment, off int, first uint64, one []byte, many
 		}
 		var hdr [recHeaderSize]byte
 		if seg.om != nil {
-			// One pass over the payload: hash and non-temporal store.
-			ps := l.hw.hashStoreNT(unsafe.Pointer(&mem[p+recHeaderSize]), data)
+			// One pass over the payload: hash and non-temporal store. An
+			// empty payload may start at the segment's end: no address.
+			ps := emptySum
+			if len(data) > 0 {
+				ps = l.hw.hashStoreNT(unsafe.Pointer(&mem[p+recHeaderSize]), data)
+			}
 			encodeRecHeaderSum(hdr[:], salt, first+uint64(i), len(data), left, pos, ps)
 			flushed += seg.storeNT(p, hdr[:])
 		} else {

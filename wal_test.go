@@ -1427,3 +1427,43 @@ func TestApiReopenWithOtherSegmentSize(t *testing.T) {
 	l = apiOpen(t, dir, large)
 	apiCheckAll(t, l, want)
 }
+
+// An empty record whose header ends exactly at the end of its segment has
+// its (empty) payload at the segment's end: the non-temporal path must not
+// take the address of the byte past the mapping. It did, and panicked,
+// seen first in TestReview3ApiPastEndTruncateRace.
+func TestAppendEmptyAtSegmentEnd(t *testing.T) {
+	for _, p := range []Persist{PersistCacheFlush, PersistMsync} {
+		t.Run(p.String(), func(t *testing.T) {
+			t.Setenv("WAL_PERSIST", "")
+			t.Setenv("WAL_NT_THRESHOLD", "0") // every payload takes the non-temporal path
+			const size = 1 << 20
+			l, err := Open(t.TempDir(), &Options{SegmentSize: size, Persist: p})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.Close()
+			// Fill the first segment up to 32 bytes before its end.
+			left := size - segHeaderSize - recHeaderSize
+			for left > 0 {
+				n := min(4096, left-recHeaderSize)
+				if _, err := l.Append(make([]byte, n)); err != nil {
+					t.Fatal(err)
+				}
+				left -= recSize(n)
+			}
+			for i := 0; i < 2; i++ { // the first one ends the segment, the second starts the next
+				idx, err := l.Append(nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if rec, err := l.Read(idx); err != nil || len(rec) != 0 {
+					t.Fatalf("Read(%d) = %q, %v", idx, rec, err)
+				}
+			}
+			if got := len(l.segs); got != 2 {
+				t.Fatalf("%d segments, want 2: the first empty record did not end the first segment", got)
+			}
+		})
+	}
+}

@@ -17,6 +17,9 @@ const (
 	xxhP5 uint64 = 0x27D4EB2F165667C5
 )
 
+// emptySum is xxhash64 of no bytes.
+var emptySum = xxhFinish(&[4]uint64{}, 0, nil)
+
 // xxhPrimes is read by the assembly.
 var xxhPrimes = [2]uint64{xxhP1, xxhP2}
 
