@@ -359,6 +359,15 @@ func (m *r3aFailRemove) Remove(path string) error {
 // from the old numbers, and segFor finds no segment for them: l.segs[-1],
 // a panic out of Read (guardFault re-panics what is not a memory fault).
 func TestReview3ApiPastEndRemoveFailsThenRead(t *testing.T) {
+	r3aFailedTruncation(t, func(l *Log) bool { return l.LastIndex() >= 10 }, []byte("old"),
+		"TruncateFront(100)", func(l *Log) error { return l.TruncateFront(100) })
+}
+
+// r3aFailedTruncation appends data until full says so, runs truncate while
+// every Remove fails, and checks that the failed log still reads without
+// panicking.
+func r3aFailedTruncation(t *testing.T, full func(*Log) bool, data []byte, what string, truncate func(*Log) error) {
+	t.Helper()
 	t.Setenv("WAL_PERSIST", "")
 	m := &r3aFailRemove{Media: r2OSMedia(t)}
 	l, err := Open(rtDir(t), &Options{SegmentSize: 1 << 20, Persist: PersistCacheFlush, Media: m})
@@ -366,15 +375,15 @@ func TestReview3ApiPastEndRemoveFailsThenRead(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	for i := 0; i < 10; i++ {
-		if _, err := l.Append([]byte("old")); err != nil {
+	for !full(l) {
+		if _, err := l.Append(data); err != nil {
 			t.Fatal(err)
 		}
 	}
 	m.set(true)
-	terr := l.TruncateFront(100)
+	terr := truncate(l)
 	m.set(false)
-	t.Logf("TruncateFront(100) with failing Remove: %v; FirstIndex %d LastIndex %d", terr, l.FirstIndex(), l.LastIndex())
+	t.Logf("%s with failing Remove: %v; FirstIndex %d LastIndex %d", what, terr, l.FirstIndex(), l.LastIndex())
 	if terr == nil {
 		t.Fatal("expected the injected error")
 	}
@@ -433,24 +442,6 @@ func r3aNoPanic(t *testing.T, l *Log) {
 // still names a record of a segment no longer in l.segs: segFor gives the
 // cut segment, and offs.At(index - first) runs past its offsets.
 func TestReview3ApiTruncateBackRemoveFailsThenRead(t *testing.T) {
-	t.Setenv("WAL_PERSIST", "")
-	m := &r3aFailRemove{Media: r2OSMedia(t)}
-	l, err := Open(rtDir(t), &Options{SegmentSize: 1 << 20, Persist: PersistCacheFlush, Media: m})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	for len(l.segs) < 3 {
-		if _, err := l.Append([]byte("0123456789")); err != nil {
-			t.Fatal(err)
-		}
-	}
-	m.set(true)
-	terr := l.TruncateBack(10)
-	m.set(false)
-	t.Logf("TruncateBack(10) with failing Remove: %v; FirstIndex %d LastIndex %d", terr, l.FirstIndex(), l.LastIndex())
-	if terr == nil {
-		t.Fatal("expected the injected error")
-	}
-	r3aNoPanic(t, l)
+	r3aFailedTruncation(t, func(l *Log) bool { return len(l.segs) >= 3 }, []byte("0123456789"),
+		"TruncateBack(10)", func(l *Log) error { return l.TruncateBack(10) })
 }
