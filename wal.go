@@ -415,22 +415,22 @@ func (l *Log) append(one []byte, many [][]byte) (uint64, error) {
 	if many == nil {
 		total = recSize(len(one))
 		if len(one) > int(l.opts.SegmentSize) {
-			return 0, fmt.Errorf("%w: %d bytes", ErrTooLarge, len(one))
+			return 0, l.tooLarge("%w: %d bytes", ErrTooLarge, len(one))
 		}
 	} else {
 		count = len(many)
 		for _, r := range many {
 			if len(r) > int(l.opts.SegmentSize) {
-				return 0, fmt.Errorf("%w: a %d-byte record", ErrTooLarge, len(r))
+				return 0, l.tooLarge("%w: a %d-byte record", ErrTooLarge, len(r))
 			}
 			total += recSize(len(r))
 		}
 		if uint64(count) > 1<<32-1 {
-			return 0, fmt.Errorf("%w: %d records in one batch", ErrTooLarge, count)
+			return 0, l.tooLarge("%w: %d records in one batch", ErrTooLarge, count)
 		}
 	}
 	if total > int(l.opts.SegmentSize)-segHeaderSize {
-		return 0, fmt.Errorf("%w: %d bytes with headers, segments hold %d", ErrTooLarge, total, l.opts.SegmentSize-segHeaderSize)
+		return 0, l.tooLarge("%w: %d bytes with headers, segments hold %d", ErrTooLarge, total, l.opts.SegmentSize-segHeaderSize)
 	}
 	l.closeMu.RLock()
 	defer l.closeMu.RUnlock()
@@ -446,6 +446,21 @@ func (l *Log) append(one []byte, many [][]byte) (uint64, error) {
 		return err
 	})
 	return first, l.commit(rs, first+uint64(count)-1, flushed, perr)
+}
+
+// tooLarge is the error for an append that cannot fit in a segment, unless
+// the log is closed or failed: that error comes first, as for any other
+// append. Off the append path, so the size checks need no lock.
+func (l *Log) tooLarge(format string, args ...any) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return ErrClosed
+	}
+	if l.failed != nil {
+		return l.failed
+	}
+	return fmt.Errorf(format, args...)
 }
 
 // writeRecords writes one record (one) or a batch (many) at off and, on the

@@ -667,6 +667,13 @@ func TestApiClosed(t *testing.T) {
 	if _, err := l.AppendBatch(nil); !errors.Is(err, ErrClosed) {
 		t.Errorf("empty AppendBatch after Close = %v, want ErrClosed", err)
 	}
+	// Too large as well: the closed log is the answer, as for any append.
+	if _, err := l.Append(make([]byte, 2*apiSeg)); !errors.Is(err, ErrClosed) {
+		t.Errorf("oversized Append after Close = %v, want ErrClosed", err)
+	}
+	if _, err := l.AppendBatch([][]byte{make([]byte, apiSeg/2), make([]byte, apiSeg/2)}); !errors.Is(err, ErrClosed) {
+		t.Errorf("oversized AppendBatch after Close = %v, want ErrClosed", err)
+	}
 	for _, idx := range []uint64{0, 1, 2} {
 		if _, err := l.Read(idx); !errors.Is(err, ErrClosed) {
 			t.Errorf("Read(%d) after Close = %v, want ErrClosed", idx, err)
