@@ -1000,7 +1000,11 @@ func (l *Log) segFor(index uint64) *segment {
 }
 
 // Close waits for operations in progress, then unmaps and closes every file
-// and releases the directory lock. Later calls return ErrClosed.
+// and releases the directory lock. Later calls return ErrClosed. Every
+// append that returned is durable whatever Close returns; its error reports
+// a file that failed to close, or the failure of the background preparation
+// of the next segment file (which holds no record, and which the next Open
+// removes or redoes), so that a failing disk is not hidden.
 func (l *Log) Close() error {
 	// A TruncateFront retires the segments it emptied after letting
 	// appends go on, holding only truncMu: wait for it.
