@@ -86,7 +86,6 @@ type Tailer struct {
 	l        *Log
 	next     uint64
 	returned bool   // Next has returned record next-1
-	sum      uint64 // that record's checksum
 	cuts     uint64 // l.cuts when it was returned or last checked
 }
 
@@ -95,7 +94,9 @@ type Tailer struct {
 // allocation) and belongs to the caller. A reader whose position has been
 // truncated away gets ErrNotFound, as does one whose last returned record
 // a TruncateBack has since removed or replaced: the records it returned
-// are no longer the log's, so it must start again from an index it trusts.
+// are no longer the log's, so it must start again from an index it trusts
+// (a waiting Next returns then too). So does, to be safe, a tailer that has
+// not called Next while more than 256 back truncations ran.
 // A nil ctx waits without a deadline.
 func (t *Tailer) Next(ctx context.Context, buf []byte) (uint64, []byte, error) {
 	l := t.l
@@ -122,7 +123,10 @@ func (t *Tailer) Next(ctx context.Context, buf []byte) (uint64, []byte, error) {
 func (t *Tailer) step(buf []byte) (uint64, []byte, chan struct{}, error) {
 	l := t.l
 	l.mu.Lock()
-	closed, failed, cuts, first, durable := l.closed, l.failed, l.cuts, l.first, l.durable
+	closed, failed, cuts, durable := l.closed, l.failed, l.cuts, l.durable
+	// A TruncateBack since the last record returned: it must have kept
+	// that record, else what this tailer returned is no longer the log's.
+	gone := t.returned && l.cutBelow(t.cuts, t.next-1)
 	var grew chan struct{}
 	if !closed && failed == nil && t.next > durable {
 		if l.grew == nil {
@@ -134,34 +138,15 @@ func (t *Tailer) step(buf []byte) (uint64, []byte, chan struct{}, error) {
 	if closed {
 		return 0, nil, nil, ErrClosed
 	}
-	if t.returned && t.cuts != cuts {
-		// A TruncateBack ran since: the record returned last must still be
-		// the log's, unless TruncateFront has dropped it since.
-		if last := t.next - 1; last >= first {
-			gone := fmt.Errorf("%w: record %d, which this tailer returned, was removed by TruncateBack", ErrNotFound, last)
-			if last > durable {
-				return 0, nil, nil, gone
-			}
-			var sum uint64
-			err := guardFault("tail", func() (err error) {
-				_, _, sum, err = l.borrowSum(last)
-				return err
-			})
-			if err != nil {
-				return 0, nil, nil, err
-			}
-			if sum != t.sum {
-				return 0, nil, nil, gone
-			}
-		}
-		t.cuts = cuts
+	if gone {
+		return 0, nil, nil, fmt.Errorf("%w: record %d, which this tailer returned, was removed by TruncateBack", ErrNotFound, t.next-1)
 	}
+	t.cuts = cuts
 	if t.next <= durable {
-		var sum uint64
 		err := guardFault("tail", func() error {
-			rec, _, s, err := l.borrowSum(t.next)
+			rec, _, err := l.borrow(t.next)
 			if err == nil {
-				buf, sum = append(buf[:0], rec...), s
+				buf = append(buf[:0], rec...)
 			}
 			return err
 		})
@@ -169,7 +154,7 @@ func (t *Tailer) step(buf []byte) (uint64, []byte, chan struct{}, error) {
 			return 0, nil, nil, err
 		}
 		t.next++
-		t.returned, t.sum, t.cuts = true, sum, cuts
+		t.returned = true
 		return t.next - 1, buf, nil, nil
 	}
 	if failed != nil {

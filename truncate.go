@@ -1,9 +1,11 @@
 package wal
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io/fs"
+	"slices"
 )
 
 // TruncateFront drops every record before index, for example after a
@@ -201,7 +203,7 @@ func (l *Log) redoCut(index uint64) error {
 	}
 	// The records after index leave the log's view now, whatever fails
 	// below: META already says they are gone.
-	l.cuts++
+	l.markCut(index)
 	if l.next > index+1 {
 		l.next, l.written, l.durable = index+1, index, index
 	}
@@ -228,10 +230,56 @@ func (l *Log) redoCut(index uint64) error {
 	}
 	l.nextSeq = s.seq + 1
 	l.next = s.first + uint64(s.offs.Len())
+	if l.next-1 < index { // a repair cut short of index
+		l.markCut(l.next - 1)
+	}
 	l.written = l.next - 1
 	l.setDurable(l.next-1, commit)
 	l.tail, l.wOff = commit, commit
 	return nil
+}
+
+// cutMark is one back truncation: the cut count after it, and the last
+// index it kept.
+type cutMark struct{ seq, index uint64 }
+
+// maxCutMarks bounds the cut history tailers consult.
+const maxCutMarks = 256
+
+// markCut records a back truncation to index and wakes waiting tailers,
+// which may have returned records it removed (l.mu and l.closeMu held).
+//
+// A tailer needs the lowest index kept by any cut since it last looked.
+// l.cutMarks keeps, oldest first, only the cuts not undercut by a later
+// one, so both their counts and their indexes increase: the answer is the
+// index of the first mark newer than the tailer's count.
+func (l *Log) markCut(index uint64) {
+	l.cuts++
+	k := len(l.cutMarks)
+	for k > 0 && l.cutMarks[k-1].index >= index {
+		k--
+	}
+	l.cutMarks = append(l.cutMarks[:k], cutMark{l.cuts, index})
+	if len(l.cutMarks) > maxCutMarks {
+		l.cutsLost = l.cutMarks[0].seq
+		l.cutMarks = append(l.cutMarks[:0], l.cutMarks[1:]...)
+	}
+	l.wakeTailers()
+}
+
+// cutBelow reports whether a back truncation after cut count since kept
+// only indexes below index (l.mu held). A count older than the history
+// kept says yes: a tailer that has slept through hundreds of truncations
+// must start again.
+func (l *Log) cutBelow(since, index uint64) bool {
+	if since == l.cuts {
+		return false
+	}
+	if since < l.cutsLost {
+		return true
+	}
+	i, _ := slices.BinarySearchFunc(l.cutMarks, since+1, func(m cutMark, seq uint64) int { return cmp.Compare(m.seq, seq) })
+	return i < len(l.cutMarks) && l.cutMarks[i].index < index
 }
 
 // resetAt empties the log so that numbering continues at first, given that

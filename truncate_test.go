@@ -178,3 +178,47 @@ func TestTruncateAfterClose(t *testing.T) {
 		t.Fatalf("TruncateBack after Close: %v", err)
 	}
 }
+
+// TestCutBelow checks the cut history tailers consult: a cut since the
+// tailer's count that kept only indexes below its last record says so,
+// whichever later cuts kept more, and a count older than the history kept
+// says so too.
+func TestCutBelow(t *testing.T) {
+	var l Log
+	l.markCut(100) // count 1
+	l.markCut(50)  // 2
+	l.markCut(80)  // 3
+	l.markCut(90)  // 4
+	for _, c := range []struct {
+		since, index uint64
+		want         bool
+	}{
+		{0, 100, true}, {0, 50, false}, {0, 51, true},
+		{1, 51, true}, {1, 50, false},
+		{2, 80, false}, {2, 81, true},
+		{3, 90, false}, {3, 91, true},
+		{4, 1000, false},
+	} {
+		if got := l.cutBelow(c.since, c.index); got != c.want {
+			t.Errorf("cutBelow(%d, %d) = %v, want %v", c.since, c.index, got, c.want)
+		}
+	}
+	// Rising cuts overflow the history: counts from before it are answered
+	// with yes, later ones exactly.
+	for i := range uint64(maxCutMarks + 10) {
+		l.markCut(1000 + i)
+	}
+	if len(l.cutMarks) != maxCutMarks {
+		t.Fatalf("%d marks kept, want %d", len(l.cutMarks), maxCutMarks)
+	}
+	if !l.cutBelow(4, 1_000_000) {
+		t.Error("a count older than the history: cutBelow = false, want true")
+	}
+	since := l.cuts - 5
+	if got := l.cutBelow(since, 1000+maxCutMarks+5); got {
+		t.Errorf("cutBelow(%d, at the next cut's index) = true, want false", since)
+	}
+	if got := l.cutBelow(since, 1000+maxCutMarks+6); !got {
+		t.Errorf("cutBelow(%d, above the next cut's index) = false, want true", since)
+	}
+}

@@ -194,8 +194,10 @@ type Log struct {
 	// without holding off appends.
 	truncMu sync.Mutex
 
-	recovering bool   // Open is recovering: report what the truncations' redo drops
-	cuts       uint64 // back truncations done, for tailers (changed with closeMu held exclusively)
+	recovering bool      // Open is recovering: report what the truncations' redo drops
+	cuts       uint64    // back truncations done, for tailers (changed with closeMu held exclusively)
+	cutMarks   []cutMark // the cut points of recent ones, for tailers; see cutBelow
+	cutsLost   uint64    // the newest cut count whose mark was dropped from cutMarks
 
 	mu     sync.Mutex
 	cond   sync.Cond // signalled when durable advances, a reservation completes, or the log fails/closes
@@ -948,28 +950,22 @@ func (l *Log) Read(index uint64) ([]byte, error) {
 // mapping, and its segment; the slice is valid while the caller holds
 // l.closeMu shared, or has pinned the segment.
 func (l *Log) borrow(index uint64) ([]byte, *segment, error) {
-	rec, seg, _, err := l.borrowSum(index)
-	return rec, seg, err
-}
-
-// borrowSum is borrow that also returns the record's checksum.
-func (l *Log) borrowSum(index uint64) ([]byte, *segment, uint64, error) {
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
-		return nil, nil, 0, ErrClosed
+		return nil, nil, ErrClosed
 	}
 	if index < l.first || index > l.durable {
 		first, last := l.first, l.durable
 		l.mu.Unlock()
-		return nil, nil, 0, fmt.Errorf("%w: index %d outside [%d, %d]", ErrNotFound, index, first, last)
+		return nil, nil, fmt.Errorf("%w: index %d outside [%d, %d]", ErrNotFound, index, first, last)
 	}
 	seg := l.segFor(index)
 	if seg == nil || index-seg.first >= uint64(seg.offs.Len()) {
 		// Only a truncation that failed part way leaves the published
 		// range ahead of the segments; the log has failed then.
 		l.mu.Unlock()
-		return nil, nil, 0, fmt.Errorf("%w: record %d is in no segment of the log", ErrCorrupt, index)
+		return nil, nil, fmt.Errorf("%w: record %d is in no segment of the log", ErrCorrupt, index)
 	}
 	off := int(seg.offs.At(int(index - seg.first)))
 	l.mu.Unlock()
@@ -977,12 +973,12 @@ func (l *Log) borrowSum(index uint64) ([]byte, *segment, uint64, error) {
 	h := readRecHeader(seg.mem[off:])
 	end := off + recHeaderSize + int(h.length)
 	if h.index != index || end > seg.size() {
-		return nil, nil, 0, fmt.Errorf("%w: %s offset %d: record header does not match index %d", ErrCorrupt, seg.path, off, index)
+		return nil, nil, fmt.Errorf("%w: %s offset %d: record header does not match index %d", ErrCorrupt, seg.path, off, index)
 	}
 	if !recordSumOK(seg, off, h) {
-		return nil, nil, 0, fmt.Errorf("%w: %s offset %d: checksum mismatch in record %d", ErrCorrupt, seg.path, off, index)
+		return nil, nil, fmt.Errorf("%w: %s offset %d: checksum mismatch in record %d", ErrCorrupt, seg.path, off, index)
 	}
-	return seg.mem[off+recHeaderSize : end : end], seg, h.sum, nil
+	return seg.mem[off+recHeaderSize : end : end], seg, nil
 }
 
 // segFor returns the segment that would hold index (l.mu held, index in
