@@ -176,7 +176,7 @@ func BenchmarkRecordPersist(b *testing.B) {
 				if off+n > len(mem) {
 					off = segHeaderSize
 				}
-				ps := h.hashStoreNT(unsafe.Pointer(&mem[off+recHeaderSize]), data)
+				ps, _ := h.hashStoreNT(unsafe.Pointer(&mem[off+recHeaderSize]), data)
 				encodeRecHeaderSum(hdr[:], 7, i, size, 0, 0, ps)
 				h.copyNT(unsafe.Pointer(&mem[off]), unsafe.Pointer(&hdr[0]), recHeaderSize)
 				drain()

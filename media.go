@@ -81,8 +81,11 @@ type Mapping interface {
 	// cache lines it had to flush besides.
 	StoreNT(off int, src []byte) int
 	// Fence waits until every earlier Flush and StoreNT of this goroutine
-	// is durable.
-	Fence()
+	// is durable. It returns an error if one of them could not be made
+	// durable (on the portable path, where they are msyncs, a failed
+	// msync), then and at every later Fence: what reached the media is
+	// unknown.
+	Fence() error
 	// Sync makes Bytes()[off:off+n] durable (msync MS_SYNC).
 	Sync(off, n int) error
 	// Unmap releases the mapping. Bytes must not be used afterwards.

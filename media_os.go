@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -256,21 +257,43 @@ func (f *osFile) Map(want Persist) (Mapping, error) {
 }
 
 type osMapping struct {
-	f    *osFile
-	mem  []byte
-	mode Persist
-	hw   *hw
+	f     *osFile
+	mem   []byte
+	mode  Persist
+	hw    *hw
+	flerr atomic.Pointer[error] // the first failed flush (an msync on the portable path)
 }
 
 func (m *osMapping) Bytes() []byte    { return m.mem }
 func (m *osMapping) Persist() Persist { return m.mode }
-func (m *osMapping) Fence()           { drain() }
+
+func (m *osMapping) Fence() error {
+	drain()
+	return m.flushErr()
+}
+
+// flushErr is the first error of a Flush or StoreNT, or nil.
+func (m *osMapping) flushErr() error {
+	if p := m.flerr.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// flushed keeps err, the result of a flush, for Fence to report.
+func (m *osMapping) flushed(err error) {
+	if err != nil {
+		err = fmt.Errorf("wal: flush %s: %w", m.f.Name(), err)
+		m.flerr.CompareAndSwap(nil, &err)
+	}
+}
 
 func (m *osMapping) Flush(off, n int) int {
 	if n <= 0 {
 		return 0
 	}
-	k, _ := m.hw.flushRange(unsafe.Pointer(&m.mem[off]), uintptr(n))
+	k, err := m.hw.flushRange(unsafe.Pointer(&m.mem[off]), uintptr(n))
+	m.flushed(err)
 	return k
 }
 
@@ -279,7 +302,8 @@ func (m *osMapping) StoreNT(off int, src []byte) int {
 		return 0
 	}
 	_ = m.mem[off+len(src)-1]
-	k, _ := m.hw.copyNT(unsafe.Pointer(&m.mem[off]), unsafe.Pointer(&src[0]), uintptr(len(src)))
+	k, err := m.hw.copyNT(unsafe.Pointer(&m.mem[off]), unsafe.Pointer(&src[0]), uintptr(len(src)))
+	m.flushed(err)
 	return k
 }
 

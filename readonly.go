@@ -216,7 +216,7 @@ func (m *memMapping) Bytes() []byte           { return m.mem }
 func (m *memMapping) Persist() Persist        { return PersistMsync }
 func (m *memMapping) Flush(int, int) int      { return 0 }
 func (m *memMapping) StoreNT(int, []byte) int { return 0 }
-func (m *memMapping) Fence()                  {}
+func (m *memMapping) Fence() error            { return nil }
 func (m *memMapping) Sync(int, int) error     { return nil }
 func (m *memMapping) Unmap() error            { m.mem = nil; return nil }
 

@@ -110,11 +110,12 @@ func (l *Log) reuseSegment(tmp, path string, hdr []byte) (err error) {
 		for off := 0; off < len(mem); off += len(zeros) {
 			m.StoreNT(off, zeros[:min(len(zeros), len(mem)-off)])
 		}
-		m.Fence()
+		if err := m.Fence(); err != nil {
+			return err
+		}
 		copy(mem, hdr)
 		m.Flush(0, len(hdr))
-		m.Fence()
-		return nil
+		return m.Fence()
 	})
 	if err != nil {
 		return err

@@ -71,7 +71,7 @@ type reviewMapping struct {
 	m *reviewMedia
 }
 
-func (mp *reviewMapping) Fence()                { mp.m.step(); mp.Mapping.Fence() }
+func (mp *reviewMapping) Fence() error          { mp.m.step(); return mp.Mapping.Fence() }
 func (mp *reviewMapping) Sync(off, n int) error { mp.m.step(); return mp.Mapping.Sync(off, n) }
 
 func reviewOpenCrashy(t *testing.T, dir string) (*Log, *reviewMedia) {

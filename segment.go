@@ -102,8 +102,7 @@ func (s *segment) persist(off, n int) error {
 		return s.msync(off, n)
 	}
 	s.flush(off, n)
-	s.fence()
-	return nil
+	return s.fence()
 }
 
 // msync makes mem[off:off+n] durable with the mapping's Sync.
@@ -154,13 +153,20 @@ func (s *segment) storeNT(off int, src []byte) int {
 	return s.m.StoreNT(off, bytes.Clone(src))
 }
 
-// fence waits until the segment's flushes and non-temporal stores are durable.
-func (s *segment) fence() {
+// fence waits until the segment's flushes and non-temporal stores are
+// durable, and reports one that failed (see Mapping.Fence).
+func (s *segment) fence() error {
+	err := error(nil)
 	if s.om != nil {
 		drain()
-		return
+		err = s.om.flushErr()
+	} else {
+		err = s.m.Fence()
 	}
-	s.m.Fence()
+	if err != nil {
+		return fmt.Errorf("wal: persist %s: %w", s.path, err)
+	}
+	return nil
 }
 
 // size is the segment's length in bytes.

@@ -507,7 +507,10 @@ func (l *Log) writeRecords(seg *segment, off int, first uint64, one []byte, many
 			// empty payload may start at the segment's end: no address.
 			ps := emptySum
 			if len(data) > 0 {
-				ps = l.hw.hashStoreNT(unsafe.Pointer(&mem[p+recHeaderSize]), data)
+				var err error
+				if ps, err = l.hw.hashStoreNT(unsafe.Pointer(&mem[p+recHeaderSize]), data); err != nil {
+					return flushed, fmt.Errorf("wal: write %s at offset %d: %w", seg.path, p, err)
+				}
 			}
 			encodeRecHeaderSum(hdr[:], salt, first+uint64(i), len(data), left, pos, ps)
 			flushed += seg.storeNT(p, hdr[:])
@@ -533,8 +536,7 @@ func (l *Log) writeRecords(seg *segment, off int, first uint64, one []byte, many
 	if p > pending {
 		flushed += seg.flush(pending, p-pending)
 	}
-	seg.fence()
-	return flushed, nil
+	return flushed, seg.fence()
 }
 
 // wbufs are the buffers writeRecordsPwrite builds records in.

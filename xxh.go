@@ -90,8 +90,9 @@ func xxhFinish(acc *[4]uint64, total int, tail []byte) uint64 {
 // hashStoreNT writes data to dst (8-byte aligned, inside a mapping) with
 // non-temporal stores, its last partial word zero padded up to the 8-byte
 // boundary, and returns xxhash64(data): the stripes are hashed in the same
-// pass that stores them. Durable after drain.
-func (h *hw) hashStoreNT(dst unsafe.Pointer, data []byte) uint64 {
+// pass that stores them. Durable after drain; on the portable path it
+// msyncs what it stored, and returns the msync's error.
+func (h *hw) hashStoreNT(dst unsafe.Pointer, data []byte) (uint64, error) {
 	acc := xxhInit()
 	whole := len(data) &^ 31
 	if whole > 0 {
@@ -106,8 +107,9 @@ func (h *hw) hashStoreNT(dst unsafe.Pointer, data []byte) uint64 {
 		copy(pad[:], tail[len(tail)-r:])
 		storeNT(unsafe.Add(dst, len(data)-r), unsafe.Pointer(&pad), 8)
 	}
+	var err error
 	if h.flush == flushMsync { // the portable build: plain stores, so msync
-		_ = msyncRange(dst, uintptr((len(data)+7)&^7))
+		err = msyncRange(dst, uintptr((len(data)+7)&^7))
 	}
-	return xxhFinish(&acc, len(data), tail)
+	return xxhFinish(&acc, len(data), tail), err
 }

@@ -46,7 +46,10 @@ func checkAt(t *testing.T, h hw, mem, src []byte, n, sa, da int) {
 			mem[i] = 0xEE
 		}
 		dst := unsafe.Pointer(&mem[da])
-		got := h.hashStoreNT(dst, data)
+		got, err := h.hashStoreNT(dst, data)
+		if err != nil {
+			t.Fatal(err)
+		}
 		drain()
 		if want := xxhash.Sum64(data); got != want {
 			t.Fatalf("n=%d src align %d: hashStoreNT %x, Sum64 %x", n, sa, got, want)
