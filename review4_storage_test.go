@@ -1,8 +1,10 @@
 package wal
 
 import (
+	"io/fs"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"unsafe"
 
@@ -51,5 +53,64 @@ func TestReview4StoragePortableFlushErrorReported(t *testing.T) {
 	}
 	if err := s.persist(page+64, 16); err == nil {
 		t.Error("segment.persist (second range) returned nil although its msync failed")
+	}
+}
+
+// r4DirMedia records which directories MkdirAll created and which
+// directories were synced afterwards.
+type r4DirMedia struct {
+	Media
+	mu      sync.Mutex
+	created []string
+	synced  map[string]bool
+}
+
+func (m *r4DirMedia) MkdirAll(dir string, perm fs.FileMode) error {
+	m.mu.Lock()
+	for d := filepath.Clean(dir); ; d = filepath.Dir(d) {
+		if _, err := os.Stat(d); err == nil || d == filepath.Dir(d) {
+			break
+		}
+		m.created = append(m.created, d)
+	}
+	m.mu.Unlock()
+	return m.Media.MkdirAll(dir, perm)
+}
+
+func (m *r4DirMedia) SyncDir(dir string) error {
+	m.mu.Lock()
+	m.synced[filepath.Clean(dir)] = true
+	m.mu.Unlock()
+	return m.Media.SyncDir(dir)
+}
+
+// TestReview4StorageNewLogDirDurable: Open creates the log's directory
+// (and missing parents) with MkdirAll. Unless each new directory's entry is
+// synced in its parent, a power failure may take away the whole directory,
+// with every acknowledged record in it (Open once synced only the log
+// directory itself).
+func TestReview4StorageNewLogDirDurable(t *testing.T) {
+	rtEnv(t)
+	h, err := resolveHW("/sys")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &r4DirMedia{Media: &osMedia{hw: &h}, synced: map[string]bool{}}
+	dir := filepath.Join(rtDir(t), "a", "log")
+	o := rtOpts(false)
+	o.Media = m
+	l := rtOpen(t, dir, o)
+	if _, err := l.Append([]byte("acknowledged")); err != nil {
+		t.Fatal(err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(m.created) == 0 {
+		t.Fatal("setup: Open created no directory")
+	}
+	for _, d := range m.created {
+		if p := filepath.Dir(d); !m.synced[p] {
+			t.Errorf("Open created %s but never synced its parent %s; an acknowledged append lives in a directory a crash can take away", d, p)
+		}
 	}
 }

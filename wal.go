@@ -324,8 +324,8 @@ func Open(dir string, opts *Options) (*Log, error) {
 		l.media = newReadOnlyMedia(l.media)
 	}
 	l.cond.L = &l.mu
-	if err := l.media.MkdirAll(dir, dirMode); err != nil {
-		return nil, fmt.Errorf("wal: %w", err)
+	if err := mkdirDurable(l.media, dir, dirMode, o.ReadOnly); err != nil {
+		return nil, err
 	}
 	if l.lockFile, err = l.media.Lock(dir, o.FileMode); err != nil {
 		return nil, err
@@ -340,6 +340,31 @@ func Open(dir string, opts *Options) (*Log, error) {
 		l.startPrepare()
 	}
 	return l, nil
+}
+
+// mkdirDurable creates dir and its missing parents, and syncs the parent
+// of each directory it created, so that a crash cannot take away the
+// directory that holds acknowledged records (a new entry in a directory is
+// durable only once the directory is synced).
+func mkdirDurable(m Media, dir string, perm fs.FileMode, readOnly bool) error {
+	var made []string
+	if !readOnly {
+		for d := filepath.Clean(dir); d != filepath.Dir(d); d = filepath.Dir(d) {
+			if _, err := os.Stat(d); !errors.Is(err, fs.ErrNotExist) {
+				break
+			}
+			made = append(made, d)
+		}
+	}
+	if err := m.MkdirAll(dir, perm); err != nil {
+		return fmt.Errorf("wal: %w", err)
+	}
+	for _, d := range made {
+		if err := m.SyncDir(filepath.Dir(d)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Persist reports the persistence path in effect: PersistDAX when the

@@ -16,7 +16,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"sync"
 
@@ -80,9 +79,7 @@ func Open(dir string, opts *wal.Options) (*Store, error) {
 	if opts != nil {
 		o = *opts
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("raftstore: %w", err)
-	}
+	// wal.Open creates dir too, durably.
 	l, err := wal.Open(filepath.Join(dir, "log"), &o)
 	if err != nil {
 		return nil, fmt.Errorf("raftstore: open log in %s: %w", dir, err)
