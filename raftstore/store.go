@@ -58,9 +58,10 @@ type Store struct {
 
 	// mu serialises the writers (StoreLogs, DeleteRange): each checks the
 	// log's indexes and then changes the log. Readers go to the log.
-	mu   sync.Mutex
-	buf  []byte   // encoding buffer, under mu
-	recs [][]byte // slices of buf, under mu
+	mu     sync.Mutex
+	buf    []byte   // encoding buffer, under mu
+	recs   [][]byte // slices of buf, under mu
+	closed bool     // under mu
 }
 
 // Interfaces a Store implements.
@@ -95,6 +96,9 @@ func Open(dir string, opts *wal.Options) (*Store, error) {
 // Close closes both logs. Methods called after Close fail with an error
 // wrapping wal.ErrClosed.
 func (s *Store) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
 	return errors.Join(s.log.Close(), s.stable.close())
 }
 
@@ -108,27 +112,37 @@ func (s *Store) Log() *wal.Log { return s.log }
 // instead of relying on a gap (raft.MonotonicLogStore).
 func (s *Store) IsMonotonic() bool { return true }
 
-// bounds returns the log's first and last index, or 0, 0 when it is empty.
-func (s *Store) bounds() (first, last uint64) {
+// bounds returns the log's first and last index, or 0, 0 when it is
+// empty (s.mu held: a writer changes them in more than one step, as when
+// the first entry of an empty store is stored at N: the log's first index
+// moves to N, then N is appended).
+func (s *Store) bounds() (first, last uint64, err error) {
+	if s.closed {
+		return 0, 0, fmt.Errorf("raftstore: %w", wal.ErrClosed)
+	}
 	first, last = s.log.FirstIndex(), s.log.LastIndex()
 	if last < first {
-		return 0, 0
+		return 0, 0, nil
 	}
-	return first, last
+	return first, last, nil
 }
 
 // FirstIndex returns the index of the first stored entry, 0 when there is
 // none.
 func (s *Store) FirstIndex() (uint64, error) {
-	first, _ := s.bounds()
-	return first, nil
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	first, _, err := s.bounds()
+	return first, err
 }
 
 // LastIndex returns the index of the last stored entry, 0 when there is
 // none.
 func (s *Store) LastIndex() (uint64, error) {
-	_, last := s.bounds()
-	return last, nil
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, last, err := s.bounds()
+	return last, err
 }
 
 // GetLog reads the entry at index into log. An index that is not stored
@@ -245,7 +259,10 @@ func (s *Store) DeleteRange(min, max uint64) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	first, last := s.bounds()
+	first, last, err := s.bounds()
+	if err != nil {
+		return err
+	}
 	if last == 0 || max < first || min > last {
 		return nil
 	}
@@ -256,7 +273,6 @@ func (s *Store) DeleteRange(min, max uint64) error {
 	if hi > last {
 		hi = last
 	}
-	var err error
 	switch {
 	case lo == first && hi == last:
 		// Everything: empty the log and keep its first index, so that
