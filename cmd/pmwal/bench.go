@@ -47,7 +47,7 @@ func runBench(e env) error {
 			"The log is kept to a few segments with TruncateFront, as a long-running user keeps it.\n"+
 			"With no flags: 256-byte records, one writer, 10 seconds, in a new directory under\n"+
 			"/dev/shm (or the temporary directory), removed afterwards.", e.stderr)
-	dir := fs.String("dir", "", "directory for the log (default: a new one under /dev/shm, removed afterwards)")
+	dir := fs.String("dir", "", "directory for the log, new or empty (default: a new one under /dev/shm, removed afterwards)")
 	size := fs.Int("size", 256, "record size in bytes")
 	writers := fs.Int("writers", 1, "concurrent appending goroutines")
 	batch := fs.Int("batch", 1, "records per call (1: Append; more: AppendBatch)")
@@ -71,7 +71,7 @@ func runBench(e env) error {
 		bad = "--recycle must not be negative"
 	case *duration <= 0:
 		bad = "--duration must be positive"
-	case int64(*batch)*int64(*size+64) > *segSize/4:
+	case int64(*size) > *segSize/4 || int64(*batch) > *segSize/4/(int64(*size)+64):
 		bad = "a batch must fit in a quarter of a segment: raise --segment-size or lower --batch or --size"
 	}
 	mode, err := wal.ParsePersist(*persist)
@@ -83,7 +83,11 @@ func runBench(e env) error {
 		fs.Usage()
 		return fmt.Errorf("%w: %s", errUsage, bad)
 	}
-	if *dir == "" {
+	if *dir != "" {
+		if err := freshDir(*dir); err != nil {
+			return err
+		}
+	} else {
 		base := "/dev/shm"
 		if st, err := os.Stat(base); err != nil || !st.IsDir() {
 			base = os.TempDir()

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/pmwal/wal"
@@ -17,7 +16,7 @@ func runDemo(e env) error {
 	stdout := e.stdout
 	fs := newFlags("demo", "[--dir DIR] [--persist MODE] [--records N] [--keep]",
 		"Writes records to a fresh log, reopens it and reads them back, then tears the last\nrecord on disk as a crash would and shows recovery dropping exactly the torn batch.", e.stderr)
-	dir := fs.String("dir", "", "log directory (default: a new directory under /dev/shm, or the system temporary directory)")
+	dir := fs.String("dir", "", "log directory, new or empty (default: a new directory under /dev/shm, or the system temporary directory)")
 	persist := fs.String("persist", "auto", "persistence: auto, dax, cacheflush or msync")
 	records := fs.Int("records", 10000, "records to append")
 	keep := fs.Bool("keep", false, "keep the log directory afterwards")
@@ -32,7 +31,11 @@ func runDemo(e env) error {
 	if err != nil {
 		return err
 	}
-	if *dir == "" {
+	if *dir != "" {
+		if err := freshDir(*dir); err != nil {
+			return err
+		}
+	} else {
 		base := "/dev/shm"
 		if st, err := os.Stat(base); err != nil || !st.IsDir() {
 			base = os.TempDir()
@@ -87,7 +90,7 @@ func runDemo(e env) error {
 		l.Close()
 		return err
 	}
-	segs, _ := filepath.Glob(filepath.Join(*dir, "*.seg"))
+	segs := segFiles(*dir)
 	fmt.Fprintf(stdout, "reopened:         records %d..%d all read back intact from %d segment files\n", l.FirstIndex(), l.LastIndex(), len(segs))
 	if err := l.Close(); err != nil {
 		return err

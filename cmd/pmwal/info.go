@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 
 	"github.com/pmwal/wal"
@@ -92,10 +91,19 @@ func probeFS(dir, segFile string) fsReport {
 	return r
 }
 
-// segFiles lists the segment files in dir, oldest first.
+// segFiles lists the segment files in dir, oldest first: regular files
+// named as the log names them (20 digits, then .seg). Not a glob, which
+// would read a directory name holding [, * or ? as a pattern; not other
+// kinds of file, which the log ignores too (opening a FIFO would block).
 func segFiles(dir string) []string {
-	m, _ := filepath.Glob(filepath.Join(dir, "*.seg"))
-	sort.Strings(m)
+	ents, _ := os.ReadDir(dir) // sorted by name
+	var m []string
+	for _, e := range ents {
+		num, ok := strings.CutSuffix(e.Name(), ".seg")
+		if ok && len(num) == 20 && strings.Trim(num, "0123456789") == "" && e.Type().IsRegular() {
+			m = append(m, filepath.Join(dir, e.Name()))
+		}
+	}
 	return m
 }
 

@@ -197,3 +197,19 @@ func isTerminal(w any) bool {
 	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
 	return err == nil
 }
+
+// freshDir checks that dir, given to a command that writes its own records
+// (demo, bench), is missing or empty: pointed at a real log by mistake, it
+// must not append to it or truncate it.
+func freshDir(dir string) error {
+	ents, err := os.ReadDir(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil
+	case err != nil:
+		return err
+	case len(ents) > 0:
+		return fmt.Errorf("%s is not empty: this command writes records of its own and does not touch an existing log; give a new or empty directory", dir)
+	}
+	return nil
+}
