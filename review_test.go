@@ -352,8 +352,13 @@ func TestReviewTruncateFrontRemoveFails(t *testing.T) {
 	l := truncOpen(t, truncDir(t))
 	defer l.Close()
 	truncFill(t, l, 12000)
+	// Swapped once no background segment preparation runs (it reads
+	// l.media), under the lock that orders it before the next one.
+	l.mu.Lock()
+	l.takePrepared()
 	m := &reviewFailRemove{Media: l.media}
 	l.media = m
+	l.mu.Unlock()
 	m.fail.Store(true)
 	if err := l.TruncateFront(l.segs[1].first); err == nil {
 		t.Fatal("expected the injected error")
