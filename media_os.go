@@ -283,8 +283,10 @@ func (m *osMapping) flushErr() error {
 // flushed keeps err, the result of a flush, for Fence to report.
 func (m *osMapping) flushed(err error) {
 	if err != nil {
-		err = fmt.Errorf("wal: flush %s: %w", m.f.Name(), err)
-		m.flerr.CompareAndSwap(nil, &err)
+		// A new variable: taking err's address would move it to the heap
+		// on every call, an allocation per append.
+		kept := fmt.Errorf("wal: flush %s: %w", m.f.Name(), err)
+		m.flerr.CompareAndSwap(nil, &kept)
 	}
 }
 
