@@ -345,12 +345,13 @@ func Open(dir string, opts *Options) (*Log, error) {
 // mkdirDurable creates dir and its missing parents, and syncs the parent
 // of each directory it created, so that a crash cannot take away the
 // directory that holds acknowledged records (a new entry in a directory is
-// durable only once the directory is synced).
+// durable only once the directory is synced). The Media says which are
+// missing: its paths need not be the host's.
 func mkdirDurable(m Media, dir string, perm fs.FileMode, readOnly bool) error {
 	var made []string
 	if !readOnly {
 		for d := filepath.Clean(dir); d != filepath.Dir(d); d = filepath.Dir(d) {
-			if _, err := os.Stat(d); !errors.Is(err, fs.ErrNotExist) {
+			if _, err := m.ReadDir(d); !errors.Is(err, fs.ErrNotExist) {
 				break
 			}
 			made = append(made, d)
@@ -416,7 +417,7 @@ func (l *Log) Append(data []byte) (uint64, error) {
 func (l *Log) AppendBatch(records [][]byte) (uint64, error) {
 	if len(records) == 0 {
 		if l.opts.ReadOnly {
-			return 0, ErrReadOnly
+			return 0, l.refuse(ErrReadOnly)
 		}
 		l.closeMu.RLock()
 		defer l.closeMu.RUnlock()
@@ -436,28 +437,28 @@ func (l *Log) AppendBatch(records [][]byte) (uint64, error) {
 // append is the one write path: a single record (one) or a batch (many).
 func (l *Log) append(one []byte, many [][]byte) (uint64, error) {
 	if l.opts.ReadOnly {
-		return 0, ErrReadOnly
+		return 0, l.refuse(ErrReadOnly)
 	}
 	total, count := 0, 1
 	if many == nil {
 		total = recSize(len(one))
 		if len(one) > int(l.opts.SegmentSize) {
-			return 0, l.tooLarge("%w: %d bytes", ErrTooLarge, len(one))
+			return 0, l.refuse(fmt.Errorf("%w: %d bytes", ErrTooLarge, len(one)))
 		}
 	} else {
 		count = len(many)
 		for _, r := range many {
 			if len(r) > int(l.opts.SegmentSize) {
-				return 0, l.tooLarge("%w: a %d-byte record", ErrTooLarge, len(r))
+				return 0, l.refuse(fmt.Errorf("%w: a %d-byte record", ErrTooLarge, len(r)))
 			}
 			total += recSize(len(r))
 		}
 		if uint64(count) > 1<<32-1 {
-			return 0, l.tooLarge("%w: %d records in one batch", ErrTooLarge, count)
+			return 0, l.refuse(fmt.Errorf("%w: %d records in one batch", ErrTooLarge, count))
 		}
 	}
 	if total > int(l.opts.SegmentSize)-segHeaderSize {
-		return 0, l.tooLarge("%w: %d bytes with headers, segments hold %d", ErrTooLarge, total, l.opts.SegmentSize-segHeaderSize)
+		return 0, l.refuse(fmt.Errorf("%w: %d bytes with headers, segments hold %d", ErrTooLarge, total, l.opts.SegmentSize-segHeaderSize))
 	}
 	l.closeMu.RLock()
 	defer l.closeMu.RUnlock()
@@ -475,10 +476,11 @@ func (l *Log) append(one []byte, many [][]byte) (uint64, error) {
 	return first, l.commit(rs, first+uint64(count)-1, flushed, perr)
 }
 
-// tooLarge is the error for an append that cannot fit in a segment, unless
-// the log is closed or failed: that error comes first, as for any other
-// append. Off the append path, so the size checks need no lock.
-func (l *Log) tooLarge(format string, args ...any) error {
+// refuse is the error for an append refused before it reserves anything
+// (too large, or the log is read-only), unless the log is closed or
+// failed: that error comes first, as for any other call. Off the append
+// path, so the checks before it need no lock.
+func (l *Log) refuse(err error) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {
@@ -487,7 +489,7 @@ func (l *Log) tooLarge(format string, args ...any) error {
 	if l.failed != nil {
 		return l.failed
 	}
-	return fmt.Errorf(format, args...)
+	return err
 }
 
 // writeRecords writes one record (one) or a batch (many) at off and, on the

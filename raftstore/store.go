@@ -182,6 +182,11 @@ func (s *Store) StoreLog(log *raft.Log) error {
 // stored as above.
 func (s *Store) StoreLogs(logs []*raft.Log) error {
 	if len(logs) == 0 {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.closed {
+			return fmt.Errorf("raftstore: %w", wal.ErrClosed)
+		}
 		return nil
 	}
 	for i, l := range logs {
@@ -194,6 +199,9 @@ func (s *Store) StoreLogs(logs []*raft.Log) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.closed {
+		return fmt.Errorf("raftstore: %w", wal.ErrClosed)
+	}
 	first, last := s.log.FirstIndex(), s.log.LastIndex()
 	idx := logs[0].Index
 	if last >= first {
