@@ -95,7 +95,7 @@ type Tailer struct {
 // truncated away gets ErrNotFound, as does one whose last returned record
 // a TruncateBack has since removed or replaced: the records it returned
 // are no longer the log's, so it must start again from an index it trusts
-// (a waiting Next returns then too). So does, to be safe, a tailer that has
+// (a waiting Next returns then too). So may, to be safe, a tailer that has
 // not called Next while more than 256 back truncations ran.
 // A nil ctx waits without a deadline.
 func (t *Tailer) Next(ctx context.Context, buf []byte) (uint64, []byte, error) {
