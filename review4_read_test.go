@@ -22,6 +22,22 @@ func r4Read(t *testing.T, tl *Tailer, to uint64) {
 	}
 }
 
+// r4TailedTen returns a log of records "old1".."old10" and a tailer that
+// has returned all of them.
+func r4TailedTen(t *testing.T) (*Log, *Tailer) {
+	t.Helper()
+	l := truncOpen(t, truncDir(t))
+	for i := uint64(1); i <= 10; i++ {
+		if _, err := l.Append([]byte(fmt.Sprint("old", i))); err != nil {
+			l.Close()
+			t.Fatal(err)
+		}
+	}
+	tl := l.Tail(1)
+	r4Read(t, tl, 10)
+	return l, tl
+}
+
 // TestReview4ReadTailerSeesReplacedRecords: a tailer returned records
 // 1..10; TruncateBack(5) removed 6..10, and new, different records 6..9
 // were appended, then a record 10 with the same bytes as the old one. The
@@ -32,15 +48,8 @@ func r4Read(t *testing.T, tl *Tailer, to uint64) {
 // tell: the same bytes at the same place in the same segment have the same
 // checksum.
 func TestReview4ReadTailerSeesReplacedRecords(t *testing.T) {
-	l := truncOpen(t, truncDir(t))
+	l, tl := r4TailedTen(t)
 	defer l.Close()
-	for i := uint64(1); i <= 10; i++ {
-		if _, err := l.Append([]byte(fmt.Sprint("old", i))); err != nil {
-			t.Fatal(err)
-		}
-	}
-	tl := l.Tail(1)
-	r4Read(t, tl, 10)
 	if err := l.TruncateBack(5); err != nil {
 		t.Fatal(err)
 	}
@@ -101,15 +110,8 @@ func TestReview4ReadTailerCutInsideBatch(t *testing.T) {
 // a rise of the durable index woke tailers once, so the waiter slept on
 // until the next append: for ever on a log that gets none.
 func TestReview4ReadWaitingTailerWokenByTruncateBack(t *testing.T) {
-	l := truncOpen(t, truncDir(t))
+	l, tl := r4TailedTen(t)
 	defer l.Close()
-	for i := uint64(1); i <= 10; i++ {
-		if _, err := l.Append([]byte(fmt.Sprint("old", i))); err != nil {
-			t.Fatal(err)
-		}
-	}
-	tl := l.Tail(1)
-	r4Read(t, tl, 10)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	done := make(chan error, 1)

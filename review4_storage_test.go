@@ -1,10 +1,8 @@
 package wal
 
 import (
-	"io/fs"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 	"unsafe"
 
@@ -56,34 +54,6 @@ func TestReview4StoragePortableFlushErrorReported(t *testing.T) {
 	}
 }
 
-// r4DirMedia records which directories MkdirAll created and which
-// directories were synced afterwards.
-type r4DirMedia struct {
-	Media
-	mu      sync.Mutex
-	created []string
-	synced  map[string]bool
-}
-
-func (m *r4DirMedia) MkdirAll(dir string, perm fs.FileMode) error {
-	m.mu.Lock()
-	for d := filepath.Clean(dir); ; d = filepath.Dir(d) {
-		if _, err := os.Stat(d); err == nil || d == filepath.Dir(d) {
-			break
-		}
-		m.created = append(m.created, d)
-	}
-	m.mu.Unlock()
-	return m.Media.MkdirAll(dir, perm)
-}
-
-func (m *r4DirMedia) SyncDir(dir string) error {
-	m.mu.Lock()
-	m.synced[filepath.Clean(dir)] = true
-	m.mu.Unlock()
-	return m.Media.SyncDir(dir)
-}
-
 // TestReview4StorageNewLogDirDurable: Open creates the log's directory
 // (and missing parents) with MkdirAll. Unless each new directory's entry is
 // synced in its parent, a power failure may take away the whole directory,
@@ -95,7 +65,7 @@ func TestReview4StorageNewLogDirDurable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := &r4DirMedia{Media: &osMedia{hw: &h}, synced: map[string]bool{}}
+	m := &r5RootMedia{inner: &osMedia{hw: &h}, synced: map[string]bool{}} // root "": the host's own paths
 	dir := filepath.Join(rtDir(t), "a", "log")
 	o := rtOpts(false)
 	o.Media = m
