@@ -18,6 +18,17 @@ import (
 // write-back instructions chosen by hw.
 type osMedia struct {
 	hw *hw
+	// trace, set by tests only, hears of every fsync, directory sync and
+	// rename as it completes, in order: the durability order of this
+	// layer, which neither the crash simulator (it replaces this layer)
+	// nor killing the process (the page cache survives) can observe.
+	trace func(op, path string)
+}
+
+func (m *osMedia) traced(op, path string) {
+	if m.trace != nil {
+		m.trace(op, path)
+	}
 }
 
 func (m *osMedia) MkdirAll(dir string, perm fs.FileMode) error { return os.MkdirAll(dir, perm) }
@@ -30,6 +41,7 @@ func (m *osMedia) Rename(oldpath, newpath string) error {
 	if err := os.Rename(oldpath, newpath); err != nil {
 		return fmt.Errorf("wal: %w", err)
 	}
+	m.traced("rename", newpath)
 	return m.SyncDir(filepath.Dir(newpath))
 }
 
@@ -43,13 +55,17 @@ func (m *osMedia) ReplaceFile(path string, data []byte, perm fs.FileMode) error 
 	}
 	_, err = f.Write(data)
 	if err == nil {
-		err = f.Sync()
+		if err = f.Sync(); err == nil {
+			m.traced("fsync", tmp)
+		}
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Rename(tmp, path)
+		if err = os.Rename(tmp, path); err == nil {
+			m.traced("rename", path)
+		}
 	}
 	if err != nil {
 		os.Remove(tmp)
@@ -120,6 +136,7 @@ func (m *osMedia) SyncDir(dir string) error {
 	if err := d.Sync(); err != nil {
 		return fmt.Errorf("wal: sync directory %s: %w", dir, err)
 	}
+	m.traced("syncdir", dir)
 	return nil
 }
 
@@ -167,6 +184,7 @@ func (m *osMedia) CreateSegment(path string, size int64, header []byte, perm fs.
 	if err := f.Sync(); err != nil {
 		return fail(err)
 	}
+	m.traced("fsync", tmp)
 	if err := f.Close(); err != nil {
 		os.Remove(tmp)
 		return fmt.Errorf("wal: create segment %s: %w", path, err)
@@ -175,6 +193,7 @@ func (m *osMedia) CreateSegment(path string, size int64, header []byte, perm fs.
 		os.Remove(tmp)
 		return fmt.Errorf("wal: create segment %s: %w", path, err)
 	}
+	m.traced("rename", path)
 	return m.SyncDir(filepath.Dir(path))
 }
 
