@@ -914,6 +914,18 @@ func r5WriteMetaBytes(t *testing.T, dir string, b []byte) {
 	}
 }
 
+// r5Span returns META's first index and the decoder's last index of the
+// log in dir.
+func r5Span(t *testing.T, dir string) (first, last uint64) {
+	t.Helper()
+	_, first, _ = r5ReadMeta(t, dir)
+	d, err := r5Decode(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return first, d.first + uint64(len(d.recs)) - 1
+}
+
 func r5ReadMeta(t *testing.T, dir string) (flags uint32, first, cut uint64) {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(dir, "META"))
@@ -1107,12 +1119,7 @@ var r5Mutations = []r5Mutation{
 		return true
 	}},
 	{"cut intent in META", false, func(t *testing.T, rng *rand.Rand, dir string) bool {
-		_, first, _ := r5ReadMeta(t, dir)
-		d, err := r5Decode(dir)
-		if err != nil {
-			t.Fatal(err)
-		}
-		last := d.first + uint64(len(d.recs)) - 1
+		first, last := r5Span(t, dir)
 		c := first - 1 + uint64(rng.IntN(int(last-first+2)))
 		if rng.IntN(2) == 0 && last-first > 30 {
 			c = last - uint64(rng.IntN(30))
@@ -1121,12 +1128,7 @@ var r5Mutations = []r5Mutation{
 		return true
 	}},
 	{"interrupted TruncateFront (META first moved, segments kept)", false, func(t *testing.T, rng *rand.Rand, dir string) bool {
-		_, first, _ := r5ReadMeta(t, dir)
-		d, err := r5Decode(dir)
-		if err != nil {
-			t.Fatal(err)
-		}
-		last := d.first + uint64(len(d.recs)) - 1
+		first, last := r5Span(t, dir)
 		i := first + uint64(rng.IntN(int(last-first+4)))
 		r5WriteMeta(t, dir, 0, i, 0)
 		return true
