@@ -122,6 +122,16 @@ func (l *Log) recover() error {
 		lastAct = min(lastAct, cutAt-1)
 	}
 	if writeMeta {
+		if !hasData {
+			// A new log: its directory's own entry must be durable before
+			// the first record can be, whoever created the directory (a
+			// caller's os.MkdirAll is not synced). Done before META exists,
+			// so that an Open that fails here is redone by the next one.
+			if err := l.media.SyncDir(filepath.Dir(filepath.Clean(l.dir))); err != nil {
+				closeSlots(0)
+				return err
+			}
+		}
 		if err := l.writeMeta(m); err != nil {
 			closeSlots(0)
 			return err

@@ -343,10 +343,11 @@ func Open(dir string, opts *Options) (*Log, error) {
 }
 
 // mkdirDurable creates dir and its missing parents, and syncs the parent
-// of each directory it created, so that a crash cannot take away the
-// directory that holds acknowledged records (a new entry in a directory is
-// durable only once the directory is synced). The Media says which are
-// missing: its paths need not be the host's.
+// of each directory it created above dir, so that a crash cannot take away
+// the directory that holds acknowledged records (a new entry in a
+// directory is durable only once the directory is synced). dir's own entry
+// is synced by recover, for every new log, whoever created the directory.
+// The Media says which are missing: its paths need not be the host's.
 func mkdirDurable(m Media, dir string, perm fs.FileMode, readOnly bool) error {
 	var made []string
 	if !readOnly {
@@ -360,7 +361,7 @@ func mkdirDurable(m Media, dir string, perm fs.FileMode, readOnly bool) error {
 	if err := m.MkdirAll(dir, perm); err != nil {
 		return fmt.Errorf("wal: %w", err)
 	}
-	for _, d := range made {
+	for _, d := range made[min(1, len(made)):] { // made[0] is dir: see recover
 		if err := m.SyncDir(filepath.Dir(d)); err != nil {
 			return err
 		}
