@@ -106,3 +106,32 @@ func TestNewLogSyncsItsDirectoryEntry(t *testing.T) {
 		t.Errorf("reopening a log with records synced its parent directory (%d syncs in all, want 2)", len(m.metaFirst))
 	}
 }
+
+// TestNewLogInWorkingDirSyncsParent: a log opened as "." lives in the
+// working directory, whose entry is in "..", not in "." (filepath.Dir(".")
+// is ".").
+func TestNewLogInWorkingDirSyncsParent(t *testing.T) {
+	rtEnv(t)
+	h, err := resolveHW("/sys")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(rtDir(t), "log")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(dir)
+	m := &r5RootMedia{inner: &osMedia{hw: &h}, synced: map[string]bool{}}
+	o := rtOpts(false)
+	o.Media = m
+	l := rtOpen(t, ".", o)
+	if _, err := l.Append([]byte("acknowledged")); err != nil {
+		t.Fatal(err)
+	}
+	rtClose(t, l)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.synced[".."] {
+		t.Errorf("a new log in \".\" never synced \"..\", where its directory's entry is (synced: %v)", m.synced)
+	}
+}

@@ -127,7 +127,8 @@ func (l *Log) recover() error {
 			// the first record can be, whoever created the directory (a
 			// caller's os.MkdirAll is not synced). Done before META exists,
 			// so that an Open that fails here is redone by the next one.
-			if err := l.media.SyncDir(filepath.Dir(filepath.Clean(l.dir))); err != nil {
+			// (Join, not Dir: the parent of "." is "..".)
+			if err := l.media.SyncDir(filepath.Join(l.dir, "..")); err != nil {
 				closeSlots(0)
 				return err
 			}
