@@ -46,7 +46,9 @@ func (l *Log) recover() error {
 			closeSlots(0)
 			return err
 		}
-		if err == nil && want == PersistAuto {
+		if err == nil && (want == PersistAuto || l.opts.ReadOnly) {
+			// A read-only log maps privately, whatever was asked: it
+			// reports that (PersistMsync), not the mode asked for.
 			want = s.mode
 		}
 		slots[i] = slot{s: s, bad: err}
