@@ -17,6 +17,10 @@ import (
 // TruncateBack that drops the very record a loop body holds clears it (the
 // record is gone from the log, and later appends take its place); a body
 // that may race with such a TruncateBack must copy the record first.
+// A TruncateBack that removes the record yielded last ends the loop with
+// ErrNotFound at the next step, as it does a Tailer: the records after it
+// would not follow the ones yielded. An Iterator, like a Tailer, is for
+// one goroutine at a time.
 // The loop ends early at the first error, which Err then returns:
 //
 //	it := l.Records(l.FirstIndex())
@@ -30,9 +34,11 @@ func (l *Log) Records(from uint64) *Iterator {
 
 // Iterator is a pass over the log's records; see Log.Records.
 type Iterator struct {
-	l    *Log
-	next uint64
-	err  error
+	l       *Log
+	next    uint64
+	err     error
+	yielded bool   // record next-1 was yielded
+	cuts    uint64 // l.cuts at the last step
 }
 
 // All yields index and payload of each record from the iterator's position
@@ -41,10 +47,12 @@ func (it *Iterator) All() iter.Seq2[uint64, []byte] {
 	return func(yield func(uint64, []byte) bool) {
 		l := it.l
 		for it.err == nil {
-			if it.next > l.LastIndex() {
+			l.closeMu.RLock() // no TruncateBack while it is held
+			if end, err := it.check(); end || err != nil {
+				l.closeMu.RUnlock()
+				it.err = err
 				return
 			}
-			l.closeMu.RLock()
 			var rec []byte
 			var seg *segment
 			err := guardFault("iterate", func() (err error) {
@@ -62,6 +70,7 @@ func (it *Iterator) All() iter.Seq2[uint64, []byte] {
 			l.closeMu.RUnlock()
 			idx := it.next
 			it.next++
+			it.yielded = true
 			more := yield(idx, rec)
 			seg.unpin()
 			if !more {
@@ -69,6 +78,25 @@ func (it *Iterator) All() iter.Seq2[uint64, []byte] {
 			}
 		}
 	}
+}
+
+// check reports whether the iterator is past LastIndex, or why it must
+// stop (l.closeMu held shared): the log is closed (at the end as anywhere
+// else, a step on a closed log says so), or a TruncateBack since the last
+// step removed the record it yielded last, so that the next index would
+// join records that were never in the log together.
+func (it *Iterator) check() (bool, error) {
+	l := it.l
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return false, ErrClosed
+	}
+	if it.yielded && l.cutBelow(it.cuts, it.next-1) {
+		return false, fmt.Errorf("%w: record %d, which this iterator yielded, was removed by TruncateBack", ErrNotFound, it.next-1)
+	}
+	it.cuts = l.cuts
+	return it.next > l.durable, nil
 }
 
 // Err reports the error that ended the iteration, if any.
