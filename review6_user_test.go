@@ -1236,6 +1236,10 @@ func TestU6IndexExhausted(t *testing.T) {
 	if _, err := l.Append(nil); !errors.Is(err, wal.ErrIndexExhausted) {
 		t.Fatalf("Append past 2^64-2 = %v, want ErrIndexExhausted", err)
 	}
+	// No record can get 2^64-1: an empty batch must not offer it as the next.
+	if idx, err := l.AppendBatch(nil); !errors.Is(err, wal.ErrIndexExhausted) {
+		t.Fatalf("empty AppendBatch after 2^64-2 = %d, %v; want ErrIndexExhausted", idx, err)
+	}
 	u6Close(t, l)
 	l = u6Open(t, dir, u6Opts())
 	defer l.Close()

@@ -414,7 +414,8 @@ func (l *Log) Append(data []byte) (uint64, error) {
 // the first once all of them are durable. After a crash the batch is
 // present whole or not at all. The batch must fit in one segment (else
 // ErrTooLarge, and nothing is written). An empty batch writes nothing and
-// returns the index the next record will get.
+// returns the index the next record will get (ErrIndexExhausted when none
+// can).
 func (l *Log) AppendBatch(records [][]byte) (uint64, error) {
 	if len(records) == 0 {
 		if l.opts.ReadOnly {
@@ -429,6 +430,9 @@ func (l *Log) AppendBatch(records [][]byte) (uint64, error) {
 		}
 		if l.failed != nil {
 			return 0, l.failed
+		}
+		if l.next > maxIndex {
+			return 0, fmt.Errorf("%w: no record can follow index %d", ErrIndexExhausted, l.next-1)
 		}
 		return l.next, nil
 	}
