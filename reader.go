@@ -7,7 +7,8 @@ import (
 )
 
 // Records iterates over the records from index from to LastIndex() as it
-// was when each step began, in order, without copying: the slice yielded
+// was when each step began (none, and no error, when from is beyond it), in
+// order, without copying: the slice yielded
 // for a record is the record in the log's mapping, verified against its
 // checksum, and valid only until the loop body returns (copy it to keep
 // it). Other goroutines may append, read, tail, truncate and close during
@@ -104,7 +105,8 @@ func (it *Iterator) Err() error { return it.err }
 
 // Tail returns a reader that starts at index from and follows the log as
 // it grows, for consumers such as a broker's subscribers. Many tailing
-// readers may run at once; none polls.
+// readers may run at once; none polls. A from beyond LastIndex()+1 waits
+// until the log reaches it. A Tailer is for one goroutine at a time.
 func (l *Log) Tail(from uint64) *Tailer {
 	return &Tailer{l: l, next: from}
 }
@@ -124,8 +126,11 @@ type Tailer struct {
 // a TruncateBack has since removed or replaced: the records it returned
 // are no longer the log's, so it must start again from an index it trusts
 // (a waiting Next returns then too). So may, to be safe, a tailer that has
-// not called Next while more than 256 back truncations ran.
-// A nil ctx waits without a deadline.
+// not called Next while more than 256 back truncations ran. (A tailer
+// that has returned nothing yet has nothing to disown: it reads whatever
+// the log holds at its position.) A record already durable is returned
+// even if ctx is done; ctx.Err() comes only instead of waiting. A nil ctx
+// waits without a deadline.
 func (t *Tailer) Next(ctx context.Context, buf []byte) (uint64, []byte, error) {
 	l := t.l
 	if ctx == nil {
@@ -191,17 +196,18 @@ func (t *Tailer) step(buf []byte) (uint64, []byte, chan struct{}, error) {
 	return 0, nil, grew, nil
 }
 
-// Stats are a Log's counters and state; see Log.Stats.
+// Stats are a Log's counters and state; see Log.Stats. The counters start
+// at zero at every Open.
 type Stats struct {
 	Segments     int     // segment files in use
 	FirstIndex   uint64  // as FirstIndex()
 	LastIndex    uint64  // as LastIndex()
-	BytesUsed    int64   // bytes of records and headers in the segments in use
+	BytesUsed    int64   // bytes of records (with their headers, not the segments') in the segments in use, including records below FirstIndex that share a segment with kept ones
 	BytesFree    int64   // room left in the active segment
-	Appends      uint64  // Append and AppendBatch calls that wrote
-	Records      uint64  // records appended
-	Bytes        uint64  // payload bytes appended
-	FlushedLines uint64  // cache lines written back by appends
+	Appends      uint64  // Append and AppendBatch calls that completed, durable or failed
+	Records      uint64  // records given an index (counted when space is reserved, before they are durable)
+	Bytes        uint64  // payload bytes of those records
+	FlushedLines uint64  // cache lines written back by appends (not those written with non-temporal stores, which need none)
 	Fences       uint64  // fences issued by appends
 	Syncs        uint64  // msyncs issued by appends (group commits)
 	Recycled     uint64  // segments made from recycled files (Options.RecycleSegments)

@@ -105,9 +105,10 @@ func ParsePersist(s string) (Persist, error) {
 // Options configure Open. The zero value (or a nil *Options) gives the
 // defaults. Open never modifies the Options it is given.
 type Options struct {
-	// SegmentSize is the size of new segment files: at least 1 MiB, a
-	// multiple of 4 KiB, below 4 GiB. Default 64 MiB. Existing segments keep
-	// the size they were created with.
+	// SegmentSize is the size of new segment files: a multiple of 4 KiB
+	// from 1 MiB to 4 GiB - 4 KiB (offsets are 32 bits). Default 64 MiB.
+	// Existing segments keep the size they were created with; what fits in
+	// an append (ErrTooLarge) is judged by this size.
 	SegmentSize int64
 	// Persist selects the persistence path. The environment variable
 	// WAL_PERSIST (auto, dax, cacheflush, msync) overrides it.
@@ -133,7 +134,9 @@ type Options struct {
 	// salt in the background before it becomes a segment, so its old
 	// records can never reappear (FORMAT.md); what reuse saves is the
 	// allocation of the file's blocks or pages, which on tmpfs, DAX and in
-	// virtual machines is most of the cost of a new segment.
+	// virtual machines is most of the cost of a new segment. At most
+	// 65536. A file is taken for the next segment as soon as the log
+	// prepares one, so Stats.FreeSegments can fall without an append.
 	RecycleSegments int
 	// Media is the storage the log lives on. Nil means the operating
 	// system's files and mmap. Package github.com/pmwal/wal/fuzz provides a
@@ -148,7 +151,9 @@ type Options struct {
 	// drop (a torn tail, or with RepairCorruption the cut), and reads see
 	// exactly the records a writer would keep. Append, AppendBatch and the
 	// truncations fail with ErrReadOnly. A directory that holds no log is
-	// an error wrapping fs.ErrNotExist.
+	// an error wrapping fs.ErrNotExist. Persist is not checked against the
+	// file system (no ErrNotDAX): the private mappings are PersistMsync,
+	// and Log.Persist says so.
 	ReadOnly bool
 }
 
@@ -270,7 +275,7 @@ func (o *Options) withDefaults() (Options, error) {
 		c.SegmentSize = defaultSegmentSize
 	}
 	if c.SegmentSize < minSegmentSize || c.SegmentSize > maxSegmentSize || c.SegmentSize%segAlign != 0 {
-		return c, fmt.Errorf("wal: SegmentSize %d: must be a multiple of 4096 from 1 MiB to 4 GiB", c.SegmentSize)
+		return c, fmt.Errorf("wal: SegmentSize %d: must be a multiple of 4096 from 1 MiB to 4 GiB - 4 KiB", c.SegmentSize)
 	}
 	if c.InFlightBound == 0 {
 		c.InFlightBound = defaultInFlightBound
@@ -1030,7 +1035,9 @@ func (l *Log) segFor(index uint64) *segment {
 }
 
 // Close waits for operations in progress, then unmaps and closes every file
-// and releases the directory lock. Later calls return ErrClosed. Every
+// and releases the directory lock. Later calls return ErrClosed, except
+// FirstIndex, LastIndex, Persist, Hardware, Recovery and Stats, which keep
+// reporting the log as it was when it closed. Every
 // append that returned is durable whatever Close returns; its error reports
 // a file that failed to close, or the failure of the background preparation
 // of the next segment file (which holds no record, and which the next Open
