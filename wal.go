@@ -111,7 +111,8 @@ type Options struct {
 	// an append (ErrTooLarge) is judged by this size.
 	SegmentSize int64
 	// Persist selects the persistence path. The environment variable
-	// WAL_PERSIST (auto, dax, cacheflush, msync) overrides it.
+	// WAL_PERSIST (auto, dax, cacheflush, msync) overrides it; any other
+	// value of it makes every Open fail, read-only ones too.
 	Persist Persist
 	// InFlightBound is how far past the durable point the writer may have
 	// data in flight, in bytes (default 1 MiB, at least 4 KiB; a bound
