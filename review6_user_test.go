@@ -145,6 +145,46 @@ func u6Check(t *testing.T, what string, l *wal.Log, m *u6Model) {
 	}
 }
 
+// u6Session is a log under test and the model of what it must hold.
+type u6Session struct {
+	t   *testing.T
+	dir string
+	o   *wal.Options
+	l   *wal.Log
+	m   *u6Model
+	gen byte
+}
+
+func u6Start(t *testing.T, o *wal.Options) *u6Session {
+	t.Helper()
+	dir := u6Dir(t)
+	return &u6Session{t: t, dir: dir, o: o, l: u6Open(t, dir, o), m: &u6Model{first: 1}}
+}
+
+// add appends n records of size bytes, of a new generation of payloads (a
+// record appended again at an index differs from the one cut there).
+func (s *u6Session) add(n, size int) {
+	s.t.Helper()
+	s.gen++
+	for range n {
+		p := u6Payload(s.m.last()+1, s.gen, size)
+		if idx := u6Append(s.t, s.l, p); idx != s.m.last()+1 {
+			s.t.Fatalf("Append = %d, want %d", idx, s.m.last()+1)
+		}
+		s.m.recs = append(s.m.recs, p)
+	}
+}
+
+// reopen checks the log against the model, closes and reopens it with the
+// session's options, and checks it again.
+func (s *u6Session) reopen(what string) {
+	s.t.Helper()
+	u6Check(s.t, what, s.l, s.m)
+	u6Close(s.t, s.l)
+	s.l = u6Open(s.t, s.dir, s.o)
+	u6Check(s.t, what+", reopened", s.l, s.m)
+}
+
 // ---------------------------------------------------------------------------
 // Empty logs and the edges of [FirstIndex, LastIndex].
 
@@ -331,27 +371,12 @@ func TestU6CopiesAreTheCallers(t *testing.T) {
 
 func TestU6TruncateFrontEdges(t *testing.T) {
 	u6Env(t)
-	dir := u6Dir(t)
-	l := u6Open(t, dir, u6Opts())
-	m := &u6Model{first: 1}
-	add := func(n int) {
-		for range n {
-			p := u6Payload(m.last()+1, 1, 100)
-			if idx := u6Append(t, l, p); idx != m.last()+1 {
-				t.Fatalf("Append = %d, want %d", idx, m.last()+1)
-			}
-			m.recs = append(m.recs, p)
-		}
-	}
-	reopen := func(what string) {
-		u6Check(t, what, l, m)
-		u6Close(t, l)
-		l = u6Open(t, dir, u6Opts())
-		u6Check(t, what+", reopened", l, m)
-	}
+	s := u6Start(t, u6Opts())
+	m, reopen := s.m, s.reopen
+	add := func(n int) { s.add(n, 100) }
 	tf := func(idx uint64) {
 		t.Helper()
-		if err := l.TruncateFront(idx); err != nil {
+		if err := s.l.TruncateFront(idx); err != nil {
 			t.Fatalf("TruncateFront(%d): %v", idx, err)
 		}
 	}
@@ -371,44 +396,27 @@ func TestU6TruncateFrontEdges(t *testing.T) {
 	tf(1000) // past the end
 	m.first, m.recs = 1000, nil
 	reopen("TruncateFront past the end")
-	if _, err := l.Read(999); !errors.Is(err, wal.ErrNotFound) {
+	if _, err := s.l.Read(999); !errors.Is(err, wal.ErrNotFound) {
 		t.Errorf("Read(999) after TruncateFront(1000) = %v", err)
 	}
-	if first, err := l.AppendBatch(nil); err != nil || first != 1000 {
+	if first, err := s.l.AppendBatch(nil); err != nil || first != 1000 {
 		t.Errorf("empty AppendBatch after TruncateFront(1000) = %d, %v; want 1000", first, err)
 	}
 	add(3)
 	reopen("appends after TruncateFront past the end")
 	tf(999) // below: nothing
 	reopen("TruncateFront below FirstIndex")
-	u6Close(t, l)
+	u6Close(t, s.l)
 }
 
 func TestU6TruncateBackEdges(t *testing.T) {
 	u6Env(t)
-	dir := u6Dir(t)
-	l := u6Open(t, dir, u6Opts())
-	m := &u6Model{first: 1}
-	gen := byte(0)
-	add := func(n int) {
-		gen++
-		for range n {
-			p := u6Payload(m.last()+1, gen, 50)
-			if idx := u6Append(t, l, p); idx != m.last()+1 {
-				t.Fatalf("Append = %d, want %d", idx, m.last()+1)
-			}
-			m.recs = append(m.recs, p)
-		}
-	}
-	reopen := func(what string) {
-		u6Check(t, what, l, m)
-		u6Close(t, l)
-		l = u6Open(t, dir, u6Opts())
-		u6Check(t, what+", reopened", l, m)
-	}
+	s := u6Start(t, u6Opts())
+	m, reopen := s.m, s.reopen
+	add := func(n int) { s.add(n, 50) }
 	tb := func(idx uint64) {
 		t.Helper()
-		if err := l.TruncateBack(idx); err != nil {
+		if err := s.l.TruncateBack(idx); err != nil {
 			t.Fatalf("TruncateBack(%d): %v", idx, err)
 		}
 	}
@@ -426,14 +434,14 @@ func TestU6TruncateBackEdges(t *testing.T) {
 	m.recs = nil
 	reopen("TruncateBack(FirstIndex-1)")
 	add(5)
-	if err := l.TruncateFront(4); err != nil {
+	if err := s.l.TruncateFront(4); err != nil {
 		t.Fatal(err)
 	}
 	m.first, m.recs = 4, m.recs[3:]
-	if err := l.TruncateBack(2); !errors.Is(err, wal.ErrNotFound) {
+	if err := s.l.TruncateBack(2); !errors.Is(err, wal.ErrNotFound) {
 		t.Errorf("TruncateBack(FirstIndex-2) = %v, want ErrNotFound", err)
 	}
-	if err := l.TruncateBack(0); !errors.Is(err, wal.ErrNotFound) {
+	if err := s.l.TruncateBack(0); !errors.Is(err, wal.ErrNotFound) {
 		t.Errorf("TruncateBack(0) with FirstIndex 4 = %v, want ErrNotFound", err)
 	}
 	reopen("refused TruncateBack")
@@ -443,18 +451,18 @@ func TestU6TruncateBackEdges(t *testing.T) {
 	add(2)
 	reopen("appends after emptying from the back")
 	// An empty log moved past the end, then emptied from the back again.
-	if err := l.TruncateFront(100); err != nil {
+	if err := s.l.TruncateFront(100); err != nil {
 		t.Fatal(err)
 	}
 	m.first, m.recs = 100, nil
 	tb(99)
 	reopen("TruncateBack(99) on an empty log at 100")
-	if err := l.TruncateBack(98); !errors.Is(err, wal.ErrNotFound) {
+	if err := s.l.TruncateBack(98); !errors.Is(err, wal.ErrNotFound) {
 		t.Errorf("TruncateBack(98) with FirstIndex 100 = %v, want ErrNotFound", err)
 	}
 	add(1)
 	reopen("append at 100")
-	u6Close(t, l)
+	u6Close(t, s.l)
 }
 
 // ---------------------------------------------------------------------------
@@ -1452,53 +1460,46 @@ func TestU6TornTailReported(t *testing.T) {
 // reused (Stats.Recycled); a reopen keeps up to n of the current size.
 func TestU6RecycleStats(t *testing.T) {
 	u6Env(t)
-	dir := u6Dir(t)
 	o := u6Opts()
 	o.RecycleSegments = 2
-	l := u6Open(t, dir, o)
-	m := &u6Model{first: 1}
-	add := func(n int) {
-		for range n {
-			p := u6Payload(m.last()+1, 6, 100<<10)
-			u6Append(t, l, p)
-			m.recs = append(m.recs, p)
-		}
-	}
+	s := u6Start(t, o)
+	dir, m := s.dir, s.m
+	add := func(n int) { s.add(n, 100<<10) }
 	add(50) // about 5 segments
-	if st := l.Stats(); st.Segments < 5 || st.FreeSegments != 0 || st.Recycled != 0 {
+	if st := s.l.Stats(); st.Segments < 5 || st.FreeSegments != 0 || st.Recycled != 0 {
 		t.Fatalf("before truncation: %+v", st)
 	}
-	if err := l.TruncateFront(45); err != nil {
+	if err := s.l.TruncateFront(45); err != nil {
 		t.Fatal(err)
 	}
 	m.recs, m.first = m.recs[44:], 45
 	// The segment being prepared in the background may take one of them
 	// (as designed); the rest are kept.
-	if st := l.Stats(); st.FreeSegments < 1 || st.FreeSegments > 2 {
+	if st := s.l.Stats(); st.FreeSegments < 1 || st.FreeSegments > 2 {
 		t.Errorf("after TruncateFront emptied 4 segments with RecycleSegments 2: FreeSegments %d, want 2 (or 1)", st.FreeSegments)
 	}
-	u6Close(t, l)
+	u6Close(t, s.l)
 	onDisk, _ := filepath.Glob(filepath.Join(dir, "*.free"))
 	if len(onDisk) < 1 || len(onDisk) > 2 {
 		t.Errorf("after Close: %d free files, want 1 or 2", len(onDisk))
 	}
-	l = u6Open(t, dir, o)
-	if st := l.Stats(); st.FreeSegments > len(onDisk) {
+	s.l = u6Open(t, dir, o)
+	if st := s.l.Stats(); st.FreeSegments > len(onDisk) {
 		t.Errorf("reopened: FreeSegments %d, more than the %d free files", st.FreeSegments, len(onDisk))
 	}
 	add(30)
-	if st := l.Stats(); st.Recycled == 0 {
+	if st := s.l.Stats(); st.Recycled == 0 {
 		t.Errorf("3 new segments with 2 free files: Recycled %d", st.Recycled)
 	}
-	u6Check(t, "recycled", l, m)
-	u6Close(t, l)
+	u6Check(t, "recycled", s.l, m)
+	u6Close(t, s.l)
 	o0 := u6Opts()
-	l = u6Open(t, dir, o0)
-	u6Check(t, "recycled, reopened without recycling", l, m)
-	if st := l.Stats(); st.FreeSegments != 0 {
+	s.l = u6Open(t, dir, o0)
+	u6Check(t, "recycled, reopened without recycling", s.l, m)
+	if st := s.l.Stats(); st.FreeSegments != 0 {
 		t.Errorf("reopened with RecycleSegments 0: FreeSegments %d", st.FreeSegments)
 	}
-	u6Close(t, l)
+	u6Close(t, s.l)
 }
 
 // TruncateFront into the middle of a batch keeps the rest of the batch,
@@ -1747,70 +1748,52 @@ func TestU6TruncateAtSegmentBoundaries(t *testing.T) {
 	u6Env(t)
 	for _, recycle := range []int{0, 2} {
 		t.Run(fmt.Sprint("recycle", recycle), func(t *testing.T) {
-			dir := u6Dir(t)
 			o := u6Opts()
 			o.RecycleSegments = recycle
-			l := u6Open(t, dir, o)
-			m := &u6Model{first: 1}
-			gen := byte(0)
-			add := func(n int) {
-				gen++
-				for range n {
-					p := u6Payload(m.last()+1, gen, 100<<10-32)
-					if idx := u6Append(t, l, p); idx != m.last()+1 {
-						t.Fatalf("Append = %d, want %d", idx, m.last()+1)
-					}
-					m.recs = append(m.recs, p)
-				}
-			}
-			step := func(what string) {
-				t.Helper()
-				u6Check(t, what, l, m)
-				u6Close(t, l)
-				l = u6Open(t, dir, o)
-				u6Check(t, what+", reopened", l, m)
-			}
+			s := u6Start(t, o)
+			m, step := s.m, s.reopen
+			add := func(n int) { s.add(n, 100<<10-32) }
 			add(30)
-			if st := l.Stats(); st.Segments != 3 {
+			if st := s.l.Stats(); st.Segments != 3 {
 				t.Fatalf("30 records of 100 KiB: %d segments, want 3", st.Segments)
 			}
-			if err := l.TruncateBack(20); err != nil { // the last segment emptied
+			if err := s.l.TruncateBack(20); err != nil { // the last segment emptied
 				t.Fatal(err)
 			}
 			m.recs = m.recs[:20]
 			step("TruncateBack to the end of segment 2")
-			if err := l.TruncateBack(10); err != nil {
+			if err := s.l.TruncateBack(10); err != nil {
 				t.Fatal(err)
 			}
 			m.recs = m.recs[:10]
 			step("TruncateBack to the end of segment 1")
 			add(15)
 			step("appends after the cut")
-			if err := l.TruncateFront(11); err != nil { // segment 1 exactly
+			if err := s.l.TruncateFront(11); err != nil { // segment 1 exactly
 				t.Fatal(err)
 			}
 			m.first, m.recs = 11, m.recs[10:]
 			step("TruncateFront to the start of segment 2")
-			if err := l.TruncateFront(21); err != nil {
+			if err := s.l.TruncateFront(21); err != nil {
 				t.Fatal(err)
 			}
 			m.first, m.recs = 21, m.recs[10:]
 			step("TruncateFront to the start of segment 3")
-			if err := l.TruncateBack(20); err != nil { // FirstIndex-1 at a boundary
+			if err := s.l.TruncateBack(20); err != nil { // FirstIndex-1 at a boundary
 				t.Fatal(err)
 			}
 			m.recs = nil
 			step("TruncateBack(FirstIndex-1) at a segment start")
 			add(12)
 			step("appends after emptying")
-			if err := l.TruncateFront(m.last() + 1); err != nil {
+			if err := s.l.TruncateFront(m.last() + 1); err != nil {
 				t.Fatal(err)
 			}
 			m.first, m.recs = m.last()+1, nil
 			step("TruncateFront(LastIndex+1) after a rollover")
 			add(1)
 			step("one more")
-			u6Close(t, l)
+			u6Close(t, s.l)
 		})
 	}
 }
