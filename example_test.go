@@ -176,6 +176,9 @@ func Example_useIt() {
 // TestReadmeUseIt: the README's "Use it" block is useIt's body, dedented.
 func TestReadmeUseIt(t *testing.T) {
 	src, err := os.ReadFile("example_test.go")
+	if errors.Is(err, os.ErrNotExist) {
+		t.Skip("no source tree here (a test binary run elsewhere, as in the DAX guest)")
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
