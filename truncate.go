@@ -162,12 +162,15 @@ func (l *Log) TruncateBack(index uint64) error {
 	return nil
 }
 
-// exclusive takes the mapping lock exclusively (no append, Read or Tail in
-// progress) and l.mu, for a truncation; it fails on a closed or failed log.
+// exclusive takes the mapping lock exclusively (no Read or Tail in
+// progress) and l.mu, and waits for the appends in flight (quiesce), for a
+// truncation; it fails on a closed or failed log.
 func (l *Log) exclusive() (unlock func(), err error) {
 	l.closeMu.Lock()
 	l.mu.Lock()
+	l.quiesce()
 	unlock = func() {
+		l.unquiesce()
 		l.mu.Unlock()
 		l.closeMu.Unlock()
 	}

@@ -192,9 +192,12 @@ type Log struct {
 	logger   *slog.Logger
 	hw       hw // flush instruction, eADR, non-temporal threshold
 
-	// closeMu is held shared by every operation that touches a mapping and
+	// closeMu is held shared by every read that touches a mapping and
 	// exclusively by Close and the truncations, so nothing is unmapped
-	// under a reader.
+	// under a reader. Appends do not take it (two atomic operations less
+	// on the append path): they count themselves in inFlight, and Close
+	// and the truncations, holding closeMu, wait for inFlight to drain
+	// with quiet set, which holds new reservations off (see quiesce).
 	closeMu sync.RWMutex
 	// truncMu serialises the truncations, so that one can write META
 	// without holding off appends.
@@ -239,6 +242,7 @@ type Log struct {
 
 	// Group commit (msync): see gatherMore.
 	inFlight    int           // appenders between reserve and commit's return
+	quiet       int           // Close or a truncation waits for inFlight to drain: reserve waits
 	roundPeak   int           // most appenders in flight since the last sync started
 	lastPeak    int           // roundPeak of the round before
 	syncedSeq   uint64        // every reservation before it was written when a sync started
@@ -427,8 +431,6 @@ func (l *Log) AppendBatch(records [][]byte) (uint64, error) {
 		if l.opts.ReadOnly {
 			return 0, l.refuse(ErrReadOnly)
 		}
-		l.closeMu.RLock()
-		defer l.closeMu.RUnlock()
 		l.mu.Lock()
 		defer l.mu.Unlock()
 		if l.closed {
@@ -471,9 +473,8 @@ func (l *Log) append(one []byte, many [][]byte) (uint64, error) {
 	if total > int(l.opts.SegmentSize)-segHeaderSize {
 		return 0, l.refuse(fmt.Errorf("%w: %d bytes with headers, segments hold %d", ErrTooLarge, total, l.opts.SegmentSize-segHeaderSize))
 	}
-	l.closeMu.RLock()
-	defer l.closeMu.RUnlock()
-
+	// No closeMu: the reservation counts this append in l.inFlight until
+	// commit returns, and nothing unmaps the segment before that.
 	seg, off, first, rs, err := l.reserve(total, one, many)
 	if err != nil {
 		return 0, err
@@ -644,6 +645,10 @@ func (l *Log) reserve(total int, one []byte, many [][]byte) (seg *segment, off i
 		if l.failed != nil {
 			return nil, 0, 0, 0, l.failed
 		}
+		if l.quiet > 0 {
+			l.cond.Wait() // Close or a truncation is waiting for appends to drain
+			continue
+		}
 		seg = l.segs[len(l.segs)-1]
 		if l.tail+total <= seg.size() {
 			bound := min(int(l.opts.InFlightBound), seg.bound())
@@ -720,8 +725,32 @@ func (l *Log) commit(rs uint64, last uint64, flushed int, perr error) error {
 	l.mu.Lock()
 	err := l.commitLocked(rs, last, flushed, perr)
 	l.inFlight--
+	if l.inFlight == 0 && l.quiet > 0 {
+		l.cond.Broadcast() // the last append in flight: wake quiesce
+	}
 	l.mu.Unlock()
 	return err
+}
+
+// quiesce waits (l.mu held, and closeMu exclusively) until no append is
+// between reserve and the return of its commit, and holds new
+// reservations off until unquiesce: the caller may then unmap or rewrite
+// the active segment. Appends in flight finish as they would have: they
+// need neither lock the caller holds besides l.mu, which cond.Wait
+// releases.
+func (l *Log) quiesce() {
+	l.quiet++
+	for l.inFlight > 0 {
+		l.cond.Wait()
+	}
+}
+
+// unquiesce lets reservations go on after quiesce (l.mu held).
+func (l *Log) unquiesce() {
+	l.quiet--
+	if l.quiet == 0 {
+		l.cond.Broadcast()
+	}
 }
 
 func (l *Log) commitLocked(rs uint64, last uint64, flushed int, perr error) error {
@@ -1058,6 +1087,7 @@ func (l *Log) Close() error {
 	l.closed = true
 	l.cond.Broadcast()
 	l.wakeTailers()
+	l.quiesce() // appends in flight finish and are durable; the log stays quiet
 	ch := l.prepCh
 	l.prepCh = nil
 	l.mu.Unlock()
