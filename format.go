@@ -84,10 +84,8 @@ func recordSum(hdr, data []byte, salt uint64) uint64 {
 }
 
 func chainSum(hdr []byte, payloadSum, salt uint64) uint64 {
-	var b [32]byte
-	copy(b[:24], hdr[8:recHeaderSize])
-	le.PutUint64(b[24:], payloadSum)
-	return xxhash.Sum64(b[:]) ^ salt
+	_ = hdr[recHeaderSize-1]
+	return xxhSum32(le.Uint64(hdr[8:]), le.Uint64(hdr[16:]), le.Uint64(hdr[24:]), payloadSum) ^ salt
 }
 
 // putRecord writes one record into dst (recSize(len(data)) bytes of the

@@ -87,6 +87,31 @@ func xxhFinish(acc *[4]uint64, total int, tail []byte) uint64 {
 	return h
 }
 
+// xxhSum32 is xxhash64 (seed 0) of the 32 bytes that are w0..w3 in
+// little-endian order: one stripe, no tail, so straight-line code without
+// a buffer or a call into the general routine. The chain sum of every
+// record header is one.
+func xxhSum32(w0, w1, w2, w3 uint64) uint64 {
+	acc := xxhInit()
+	acc[0] = xxhRound(acc[0], w0)
+	acc[1] = xxhRound(acc[1], w1)
+	acc[2] = xxhRound(acc[2], w2)
+	acc[3] = xxhRound(acc[3], w3)
+	h := bits.RotateLeft64(acc[0], 1) + bits.RotateLeft64(acc[1], 7) +
+		bits.RotateLeft64(acc[2], 12) + bits.RotateLeft64(acc[3], 18)
+	h = xxhMerge(h, acc[0])
+	h = xxhMerge(h, acc[1])
+	h = xxhMerge(h, acc[2])
+	h = xxhMerge(h, acc[3])
+	h += 32
+	h ^= h >> 33
+	h *= xxhP2
+	h ^= h >> 29
+	h *= xxhP3
+	h ^= h >> 32
+	return h
+}
+
 // hashStoreNT writes data to dst (8-byte aligned, inside a mapping) with
 // non-temporal stores, its last partial word zero padded up to the 8-byte
 // boundary, and returns xxhash64(data): the stripes are hashed in the same

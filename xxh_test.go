@@ -67,3 +67,24 @@ func checkAt(t *testing.T, h hw, mem, src []byte, n, sa, da int) {
 		}
 	}
 }
+
+// xxhSum32, the header chain's hash, must equal xxhash.Sum64 of the same 32
+// bytes, for random words and for the edge values.
+func TestXXHSum32MatchesSum64(t *testing.T) {
+	rng := rand.New(rand.NewPCG(13, 14))
+	words := func(w [4]uint64) {
+		t.Helper()
+		var b [32]byte
+		for i, v := range w {
+			le.PutUint64(b[8*i:], v)
+		}
+		if got, want := xxhSum32(w[0], w[1], w[2], w[3]), xxhash.Sum64(b[:]); got != want {
+			t.Fatalf("xxhSum32(%#x) = %#x, xxhash.Sum64 = %#x", w, got, want)
+		}
+	}
+	words([4]uint64{})
+	words([4]uint64{^uint64(0), ^uint64(0), ^uint64(0), ^uint64(0)})
+	for i := 0; i < 10000; i++ {
+		words([4]uint64{rng.Uint64(), rng.Uint64(), rng.Uint64(), rng.Uint64()})
+	}
+}
