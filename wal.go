@@ -479,14 +479,30 @@ func (l *Log) append(one []byte, many [][]byte) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
+	last := first + uint64(count) - 1
+	committed := false
+	defer func() {
+		if !committed {
+			// A panic before the commit (a Media that panics; a memory
+			// fault is an error, not a panic): fail the log, so that Close,
+			// the truncations and later appends, which wait for this
+			// append, get on; the panic goes on up.
+			l.commit(rs, last, 0, fmt.Errorf("%w at index %d", errAppendPanicked, first))
+		}
+	}()
 	// Copy, checksum and flush outside the lock.
 	var flushed int
 	perr := guardFault(seg.path, func() (err error) {
 		flushed, err = l.writeRecords(seg, off, first, one, many)
 		return err
 	})
-	return first, l.commit(rs, first+uint64(count)-1, flushed, perr)
+	committed = true
+	return first, l.commit(rs, last, flushed, perr)
 }
+
+// errAppendPanicked is the cause, under ErrFailed, of a log failed by an
+// append that panicked between its reservation and its commit.
+var errAppendPanicked = errors.New("an append panicked before its records were written")
 
 // refuse is the error for an append refused before it reserves anything
 // (too large, or the log is read-only), unless the log is closed or
