@@ -18,6 +18,9 @@ type fenceFailMedia struct {
 	armed  bool
 	fences int // since arming
 	failAt int // 0: never
+	// panicWith, if set, is panicked with at that Fence instead of
+	// failing it: a Media that panics in the middle of an append.
+	panicWith error
 }
 
 var errInjectedFence = errors.New("injected flush failure")
@@ -57,6 +60,9 @@ func (mp *fenceFailMapping) Fence() error {
 	if mp.m.armed {
 		mp.m.fences++
 		if mp.m.fences == mp.m.failAt && err == nil {
+			if mp.m.panicWith != nil {
+				panic(mp.m.panicWith)
+			}
 			err = errInjectedFence
 		}
 	}

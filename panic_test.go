@@ -2,55 +2,11 @@ package wal
 
 import (
 	"errors"
-	"sync/atomic"
 	"testing"
 	"time"
 )
 
-// panicMedia passes everything through to the OS Media, except that once
-// armed every Fence panics: user code (a Media) panicking in the middle of
-// an append, after its reservation and before its commit.
-type panicMedia struct {
-	Media
-	armed atomic.Bool
-}
-
-func (m *panicMedia) Deterministic() bool { return true }
-
-func (m *panicMedia) Open(path string) (MediaFile, error) {
-	f, err := m.Media.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	return &panicFile{MediaFile: f, m: m}, nil
-}
-
-type panicFile struct {
-	MediaFile
-	m *panicMedia
-}
-
-func (f *panicFile) Map(want Persist) (Mapping, error) {
-	mp, err := f.MediaFile.Map(want)
-	if err != nil {
-		return nil, err
-	}
-	return &panicMapping{Mapping: mp, m: f.m}, nil
-}
-
-type panicMapping struct {
-	Mapping
-	m *panicMedia
-}
-
 var errMediaPanic = errors.New("media panic")
-
-func (mp *panicMapping) Fence() error {
-	if mp.m.armed.Load() {
-		panic(errMediaPanic)
-	}
-	return mp.Mapping.Fence()
-}
 
 // within runs f and fails the test if it does not return in time: after an
 // append panicked, nothing may wait for it for ever.
@@ -78,7 +34,9 @@ func TestAppendPanicFailsLog(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := &panicMedia{Media: &osMedia{hw: &h}}
+	// The first Fence after arming panics: user code (a Media) panicking
+	// in the middle of an append, after its reservation, before its commit.
+	m := &fenceFailMedia{Media: &osMedia{hw: &h}, failAt: 1, panicWith: errMediaPanic}
 	opts := &Options{SegmentSize: 1 << 20, Persist: PersistCacheFlush, Media: m}
 	l, err := Open(dir, opts)
 	if err != nil {
@@ -88,7 +46,9 @@ func TestAppendPanicFailsLog(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m.armed.Store(true)
+	m.mu.Lock()
+	m.armed = true
+	m.mu.Unlock()
 	var got any
 	func() {
 		defer func() { got = recover() }()
@@ -97,7 +57,9 @@ func TestAppendPanicFailsLog(t *testing.T) {
 	if got != errMediaPanic {
 		t.Fatalf("Append through a panicking Media: recovered %v, want the Media's panic", got)
 	}
-	m.armed.Store(false)
+	m.mu.Lock()
+	m.armed = false
+	m.mu.Unlock()
 	if err := within(t, "Append", func() error { _, err := l.Append([]byte("after")); return err }); !errors.Is(err, ErrFailed) {
 		t.Fatalf("Append after a panicked append = %v, want ErrFailed", err)
 	}
