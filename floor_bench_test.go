@@ -2,6 +2,7 @@ package wal
 
 import (
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -29,10 +30,48 @@ func BenchmarkAppendFloor(b *testing.B) {
 	for _, size := range []int{64, 256} {
 		for _, g := range []int{1, 2} {
 			b.Run(fmt.Sprintf("size=%d/goroutines=%d", size, g), func(b *testing.B) {
-				benchFloor(b, size, g)
+				benchFloor(b, size, g, orderNone)
 			})
 		}
 	}
+}
+
+// BenchmarkAppendFloorOrdered is BenchmarkAppendFloor with the one
+// ordering promise Append keeps on top: an append returns only once every
+// earlier one is published, and publishes in index order. An append whose
+// predecessor has not yet published waits for it, in one of two ways:
+//
+//   - order=spin: it re-reads the publication counter until its turn comes
+//     (yielding the CPU after a thousand reads), and then publishes with a
+//     plain atomic store;
+//   - order=park: it waits on a sync.Cond, and each publication takes the
+//     Cond's mutex and broadcasts, as the log's commit does.
+//
+// Set beside BenchmarkAppendFloor, it separates what in-order publication
+// costs in itself from what waiting for it by parking costs.
+func BenchmarkAppendFloorOrdered(b *testing.B) {
+	for _, size := range []int{64, 256} {
+		for _, g := range []int{1, 2, 8} {
+			for _, o := range []floorOrder{orderSpin, orderPark} {
+				b.Run(fmt.Sprintf("size=%d/goroutines=%d/order=%s", size, g, o), func(b *testing.B) {
+					benchFloor(b, size, g, o)
+				})
+			}
+		}
+	}
+}
+
+// floorOrder is how benchFloor publishes.
+type floorOrder int
+
+const (
+	orderNone floorOrder = iota // an atomic add, in whatever order appends finish
+	orderSpin                   // in index order, waiting by spinning
+	orderPark                   // in index order, waiting on a sync.Cond
+)
+
+func (o floorOrder) String() string {
+	return [...]string{"none", "spin", "park"}[o]
 }
 
 // floorCounters are the two shared words of BenchmarkAppendFloor, on
@@ -46,7 +85,7 @@ type floorCounters struct {
 	_        [56]byte
 }
 
-func benchFloor(b *testing.B, size, goroutines int) {
+func benchFloor(b *testing.B, size, goroutines int, order floorOrder) {
 	l := benchOpen(b)
 	l.mu.Lock()
 	seg, start, first := l.segs[len(l.segs)-1], l.tail, l.next
@@ -62,6 +101,10 @@ func benchFloor(b *testing.B, size, goroutines int) {
 	var (
 		failMu sync.Mutex
 		failed error
+	)
+	var (
+		pubMu   sync.Mutex // orderPark
+		pubCond = sync.NewCond(&pubMu)
 	)
 	b.SetBytes(int64(size))
 	b.ReportAllocs()
@@ -79,13 +122,34 @@ func benchFloor(b *testing.B, size, goroutines int) {
 					slot %= slots
 				}
 				off := start + int(slot)*n
-				if _, err := l.writeRecords(seg, off, first+k, data, nil); err != nil {
+				_, err := l.writeRecords(seg, off, first+k, data, nil)
+				if err != nil {
 					failMu.Lock()
 					failed = err
 					failMu.Unlock()
+				}
+				switch order {
+				case orderNone:
+					c.publish.Add(1)
+				case orderSpin:
+					for i := 0; c.publish.Load() != k; i++ {
+						if i >= 1000 {
+							runtime.Gosched()
+						}
+					}
+					c.publish.Store(k + 1)
+				case orderPark:
+					pubMu.Lock()
+					for c.publish.Load() != k {
+						pubCond.Wait()
+					}
+					c.publish.Store(k + 1)
+					pubCond.Broadcast()
+					pubMu.Unlock()
+				}
+				if err != nil { // published all the same, so that no later append waits for ever
 					return
 				}
-				c.publish.Add(1)
 			}
 		}()
 	}
