@@ -42,13 +42,17 @@ func BenchmarkAppendFloor(b *testing.B) {
 // predecessor has not yet published waits for it, in one of two ways:
 //
 //   - order=spin: it re-reads the publication counter until its turn comes
-//     (yielding the CPU after a thousand reads), and then publishes with a
-//     plain atomic store;
+//     (yielding the CPU at every read after the first thousand), and then
+//     publishes with an atomic store;
 //   - order=park: it waits on a sync.Cond, and each publication takes the
-//     Cond's mutex and broadcasts, as the log's commit does.
+//     Cond's mutex and broadcasts.
 //
-// Set beside BenchmarkAppendFloor, it separates what in-order publication
-// costs in itself from what waiting for it by parking costs.
+// In both, each append publishes itself, so with park every handoff from
+// one append to the next waits for a wake-up. The log's commit differs
+// there: whoever completes the sequence publishes the appends that
+// finished before their turn, and those park only until they are
+// published. Set beside BenchmarkAppendFloor, it separates what in-order
+// publication costs in itself from what a wake-up per handoff costs.
 func BenchmarkAppendFloorOrdered(b *testing.B) {
 	for _, size := range []int{64, 256} {
 		for _, g := range []int{1, 2, 8} {
@@ -74,7 +78,8 @@ func (o floorOrder) String() string {
 	return [...]string{"none", "spin", "park"}[o]
 }
 
-// floorCounters are the two shared words of BenchmarkAppendFloor, on
+// floorCounters are the two shared words of BenchmarkAppendFloor and
+// BenchmarkAppendFloorOrdered, on
 // separate cache lines, as a lock-free log would keep its reservation and
 // publication points.
 type floorCounters struct {
