@@ -79,9 +79,8 @@ func (o floorOrder) String() string {
 }
 
 // floorCounters are the two shared words of BenchmarkAppendFloor and
-// BenchmarkAppendFloorOrdered, on
-// separate cache lines, as a lock-free log would keep its reservation and
-// publication points.
+// BenchmarkAppendFloorOrdered, on separate cache lines, as a lock-free log
+// would keep its reservation and publication points.
 type floorCounters struct {
 	_        [64]byte
 	reserved atomic.Uint64
