@@ -16,10 +16,11 @@ import (
 // PersistCacheFlush. ns/op is wall time per append across all goroutines;
 // appends/s, the latency percentiles p50, p99 and p99.9 of single calls,
 // and cpu-ns/op, the CPU time the process used per append (user and
-// system, from getrusage, so it includes the garbage collector and any
-// other goroutine), are reported as extra metrics. cpu-ns/op divided by
-// ns/op is how many CPUs were busy on average: near 1 where appenders
-// take turns on one CPU instead of running side by side.
+// system, from getrusage, so it includes the garbage collector, the
+// runtime's idle spinning and any other goroutine), are reported as extra
+// metrics. cpu-ns/op times appends/s is how many CPUs were busy on
+// average: near 1 where appenders do not run side by side. With msync,
+// time blocked in the sync is not CPU time and does not count.
 func BenchmarkAppendParallel(b *testing.B) {
 	for _, size := range []int{64, 256} {
 		for _, g := range []int{1, 2, 8} {
