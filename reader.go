@@ -97,6 +97,9 @@ func (it *Iterator) check() (bool, error) {
 		return false, fmt.Errorf("%w: record %d, which this iterator yielded, was removed by TruncateBack", ErrNotFound, it.next-1)
 	}
 	it.cuts = l.cuts
+	if it.next > l.durable {
+		l.catchUp()
+	}
 	return it.next > l.durable, nil
 }
 
@@ -156,6 +159,22 @@ func (t *Tailer) Next(ctx context.Context, buf []byte) (uint64, []byte, error) {
 func (t *Tailer) step(buf []byte) (uint64, []byte, chan struct{}, error) {
 	l := t.l
 	l.mu.Lock()
+	l.catchUp()
+	for t.next > l.durable && !l.closed && l.failed == nil {
+		// Announce the wait before the last look at the durable point, so
+		// that an append publishing after that look sees it and wakes
+		// this tailer (fastpath.go). A look that finds more closes grew:
+		// make another and look again.
+		if l.grew == nil {
+			l.grew = make(chan struct{})
+		}
+		l.fast.watch.Store(1)
+		before := l.durable
+		l.catchUp()
+		if l.durable == before {
+			break
+		}
+	}
 	closed, failed, cuts, durable := l.closed, l.failed, l.cuts, l.durable
 	// A TruncateBack since the last record returned: it must have kept
 	// that record, else what this tailer returned is no longer the log's.
@@ -223,6 +242,7 @@ func (l *Log) Stats() Stats {
 	defer l.closeMu.RUnlock()
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.fastOff() // the counters of fast appends, exact; the next append turns it on again
 	s := l.stats
 	if l.closed {
 		s.FirstIndex, s.LastIndex, s.Persist = l.first, l.durable, l.persist

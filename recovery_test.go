@@ -105,6 +105,7 @@ func rtLocate(t *testing.T, l *Log) []rtRec {
 	t.Helper()
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.catchUp()
 	locs := make([]rtRec, l.next)
 	for _, s := range l.segs {
 		for i := range s.offs.Len() {

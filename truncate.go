@@ -29,6 +29,7 @@ func (l *Log) TruncateFront(index uint64) error {
 	defer l.truncMu.Unlock()
 	l.closeMu.RLock()
 	l.mu.Lock()
+	l.catchUp()
 	first, next, err := l.first, l.next, l.failed
 	if l.closed {
 		err = ErrClosed

@@ -258,6 +258,8 @@ type Log struct {
 	grew chan struct{}
 
 	syncHook func() error // tests: fail the next group commit
+
+	fast fastPath // the lock-free append path: see fastpath.go
 }
 
 type resv struct {
@@ -410,6 +412,7 @@ func (l *Log) FirstIndex() uint64 {
 func (l *Log) LastIndex() uint64 {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.catchUp()
 	return l.durable
 }
 
@@ -439,6 +442,7 @@ func (l *Log) AppendBatch(records [][]byte) (uint64, error) {
 		if l.failed != nil {
 			return 0, l.failed
 		}
+		l.catchUp()
 		if l.next > maxIndex {
 			return 0, fmt.Errorf("%w: no record can follow index %d", ErrIndexExhausted, l.next-1)
 		}
@@ -472,6 +476,9 @@ func (l *Log) append(one []byte, many [][]byte) (uint64, error) {
 	}
 	if total > int(l.opts.SegmentSize)-segHeaderSize {
 		return 0, l.refuse(fmt.Errorf("%w: %d bytes with headers, segments hold %d", ErrTooLarge, total, l.opts.SegmentSize-segHeaderSize))
+	}
+	if first, err, ok := l.appendFast(one, many, total); ok {
+		return first, err
 	}
 	// No closeMu: the reservation counts this append in l.inFlight until
 	// commit returns, and nothing unmaps the segment before that.
@@ -655,6 +662,7 @@ func (l *Log) reserve(total int, one []byte, many [][]byte) (seg *segment, off i
 		}
 	}()
 	for {
+		l.fastOff() // the locked path takes over; commit turns it back on
 		if l.closed {
 			return nil, 0, 0, 0, ErrClosed
 		}
@@ -744,6 +752,9 @@ func (l *Log) commit(rs uint64, last uint64, flushed int, perr error) error {
 	if l.inFlight == 0 && l.quiet > 0 {
 		l.cond.Broadcast() // the last append in flight: wake quiesce
 	}
+	if l.inFlight == 0 {
+		l.fastOn()
+	}
 	l.mu.Unlock()
 	return err
 }
@@ -756,6 +767,7 @@ func (l *Log) commit(rs uint64, last uint64, flushed int, perr error) error {
 // releases.
 func (l *Log) quiesce() {
 	l.quiet++
+	l.fastOff()
 	for l.inFlight > 0 {
 		l.cond.Wait()
 	}
@@ -900,6 +912,7 @@ func msyncMode(l *Log) bool { return l.persist == PersistMsync }
 // fail poisons the log after a persistence error (l.mu held): no later
 // append may succeed, since what reached the media is unknown.
 func (l *Log) fail(err error) {
+	l.fast.failed.Store(true)
 	if l.failed == nil {
 		l.failed = fmt.Errorf("%w: %w", ErrFailed, err)
 		if l.logger != nil {
@@ -916,6 +929,7 @@ func (l *Log) wakeTailers() {
 	if l.grew != nil {
 		close(l.grew)
 		l.grew = nil
+		l.fast.watch.Store(0)
 	}
 }
 
@@ -1039,6 +1053,9 @@ func (l *Log) borrow(index uint64) ([]byte, *segment, error) {
 	if l.closed {
 		l.mu.Unlock()
 		return nil, nil, ErrClosed
+	}
+	if index > l.durable {
+		l.catchUp()
 	}
 	if index < l.first || index > l.durable {
 		first, last := l.first, l.durable

@@ -1137,6 +1137,7 @@ func TestApiMsyncFailurePoisons(t *testing.T) {
 		// anyway after a while).
 		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
 			l.mu.Lock()
+			l.catchUp()
 			n := l.next
 			l.mu.Unlock()
 			if n == uint64(len(acked))+1+pending {
@@ -1318,6 +1319,7 @@ func TestApiMsyncRolloverChild(t *testing.T) {
 		// be durable), then let a's msync finish.
 		for deadline := time.Now().Add(500 * time.Millisecond); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
 			l.mu.Lock()
+			l.catchUp()
 			n := l.next
 			l.mu.Unlock()
 			if n == 12 {

@@ -1,0 +1,340 @@
+package wal
+
+import (
+	"fmt"
+	"runtime"
+	"sync/atomic"
+)
+
+// The lock-free append path of the persistent-memory modes (cache flush
+// and DAX; never msync, whose group commit needs the lock).
+//
+// While it is on, an append takes no lock. It reserves space and indexes
+// with one compare-and-swap on fastPath.rv, writes its offsets and records
+// and makes them durable outside any lock, then waits for its turn (every
+// earlier reservation published) by reading fastPath.pub, and publishes
+// itself with a store. So appends copy and flush in parallel and still
+// become durable, visible and acknowledged in index order, as on the
+// locked path: an append returns only once its records and every earlier
+// one are durable, and nothing is published after a hole.
+//
+// The locked path (reserve and commit under Log.mu) still does everything
+// else: rollover, a reservation larger than the in-flight bound, the index
+// running out, an offset index that needs another chunk, appends while
+// Close or a truncation waits, and every append after a failure. It turns
+// the fast path off first (fastOff, under Log.mu), which stops new fast
+// reservations, waits until the ones made are published, and brings the
+// locked state (next, tail, durable, the active segment's offset count,
+// the counters) up to date; commit turns it back on once nothing is in
+// flight. Readers under Log.mu see what the fast path published through
+// catchUp.
+//
+// Each period the fast path is on is an epoch, with its own immutable
+// fastEpoch and a 16-bit generation stamped in rv, so that an append that
+// read the epoch before a switch cannot reserve in the next one.
+
+// fastClosed in rv's offset bits means the fast path is off.
+const fastClosed = 1<<32 - 1
+
+// fastMaxK bounds the reservations of one epoch (rv's 16 count bits).
+const fastMaxK = 1<<16 - 1
+
+// fastEpoch is what an epoch's appends need and nobody changes while it
+// lasts.
+type fastEpoch struct {
+	seg   *segment
+	gen   uint64 // rv's generation bits
+	base  uint64 // index of the epoch's first reservation
+	end   int    // the segment's size
+	bound int    // the in-flight bound in effect, in bytes
+	limit uint64 // reservations the epoch may make: the offset chunks allocated and the indexes left
+}
+
+// fastPath is the state of the lock-free append path. rv and the
+// publication words are on cache lines of their own: every append
+// modifies both, and nothing else shares them.
+type fastPath struct {
+	_ [64]byte
+	// rv is the reservation word: the next free offset in the active
+	// segment (bits 32-63; fastClosed when off), the epoch's generation
+	// (16-31) and the reservations made in the epoch (0-15).
+	rv atomic.Uint64
+	_  [56]byte
+	// Written only by the append whose turn it is, in index order.
+	pub    atomic.Uint64 // every index <= pub has been published (durable, or failed)
+	dur    atomic.Uint64 // every index <= dur is durable and was acknowledged as such
+	durOff atomic.Uint64 // the offset just past index dur
+	// Counters of the appends published on the fast path (Stats), plain
+	// words: only the append whose turn it is writes them, between
+	// reading pub and storing it, and fastOff reads them once every
+	// reservation of the epoch is published.
+	appends, bytes, fences, flushed uint64
+	_                               [64]byte
+	// Read by every append, written only while the path is off or when a
+	// tailer starts or stops waiting.
+	ep     atomic.Pointer[fastEpoch]
+	failed atomic.Bool  // the log failed: publish nothing as durable
+	watch  atomic.Int32 // a Tailer waits: publishers must wake it (catchUp)
+	_      [64]byte
+
+	// Under Log.mu.
+	on      bool                                                   // an epoch is open (rv may be open)
+	closing bool                                                   // fastOff is waiting for the epoch's appends
+	gen     uint64                                                 // generation of the last epoch
+	seen    struct{ appends, bytes, fences, flushed, next uint64 } // what catchUp has counted
+}
+
+func rvPack(off int, gen, k uint64) uint64 { return uint64(off)<<32 | gen<<16 | k }
+
+// fastOn opens an epoch (l.mu held) when the fast path can run: a
+// persistent-memory mode, nothing in flight or waiting, the log open and
+// healthy.
+func (l *Log) fastOn() {
+	f := &l.fast
+	if f.on || l.persist == PersistMsync || l.opts.ReadOnly || l.closed || l.failed != nil ||
+		l.quiet > 0 || l.largeWaiting > 0 || l.inFlight != 0 || l.rhead != l.rseq || len(l.segs) == 0 {
+		return
+	}
+	seg := l.segs[len(l.segs)-1]
+	have := int(l.next - seg.first) // offsets in the segment
+	if l.next > maxIndex || l.tail >= seg.size() {
+		return
+	}
+	// Room in the offset index for fastMaxK more, or what the segment
+	// can still hold, whichever is less.
+	want := min(have+fastMaxK, have+(seg.size()-l.tail)/recSize(0)+1)
+	for len(seg.offs.chunks)<<offChunkBits < want {
+		seg.offs.chunks = append(seg.offs.chunks, make([]uint32, 1<<offChunkBits))
+	}
+	limit := min(uint64(len(seg.offs.chunks)<<offChunkBits-have), fastMaxK, maxIndex-l.next+1)
+	f.gen = (f.gen + 1) & (1<<16 - 1)
+	f.ep.Store(&fastEpoch{
+		seg:   seg,
+		gen:   f.gen,
+		base:  l.next,
+		end:   seg.size(),
+		bound: min(int(l.opts.InFlightBound), seg.bound()),
+		limit: limit,
+	})
+	f.pub.Store(l.durable)
+	f.dur.Store(l.durable)
+	f.durOff.Store(uint64(l.dOff))
+	f.seen.next = l.next
+	f.on = true
+	f.rv.Store(rvPack(l.tail, f.gen, 0))
+}
+
+// fastOff closes the epoch (l.mu held): no new fast reservation, and once
+// the epoch's appends are published (l.mu is released while waiting),
+// the locked state takes over from them.
+func (l *Log) fastOff() {
+	f := &l.fast
+	for f.on && f.closing {
+		l.mu.Unlock()
+		runtime.Gosched()
+		l.mu.Lock()
+	}
+	if !f.on {
+		return
+	}
+	f.closing = true
+	var old uint64
+	for {
+		old = f.rv.Load()
+		if f.rv.CompareAndSwap(old, old|fastClosed<<32) {
+			break
+		}
+	}
+	ep := f.ep.Load()
+	k := old & fastMaxK
+	last := ep.base + k - 1
+	for i := 0; f.pub.Load() != last; i++ {
+		if i >= fastSpins {
+			l.mu.Unlock()
+			runtime.Gosched()
+			l.mu.Lock()
+		}
+	}
+	l.catchUp()
+	l.countFast()
+	off := int(old >> 32)
+	l.next, l.tail = ep.base+k, off
+	l.stats.Records += l.next - f.seen.next
+	f.seen.next = l.next
+	l.written, l.wOff = last, off
+	f.on, f.closing = false, false
+	l.cond.Broadcast()
+}
+
+// fastSpins is how many times a waiting append reads the publication
+// point before it yields its processor at each further read.
+const fastSpins = 1000
+
+// catchUp brings the locked state up to what the fast path has published
+// (l.mu held): LastIndex, the active segment's offset count, next and
+// tail (which count reservations still in flight) and Stats.Records. The
+// other counters wait for fastOff.
+func (l *Log) catchUp() {
+	f := &l.fast
+	if !f.on {
+		return
+	}
+	ep := f.ep.Load()
+	// dur before durOff: the offset is at least as new as the index.
+	dur := f.dur.Load()
+	off := int(f.durOff.Load())
+	rv := f.rv.Load()
+	if dur > l.durable && dur+1 >= ep.base {
+		// The offsets up to dur were written before dur was published.
+		ep.seg.offs.n = int(dur + 1 - ep.seg.first)
+		l.durable, l.dOff = dur, off
+		l.wakeTailers()
+	}
+	if uint32(rv>>32) != fastClosed {
+		l.next, l.tail = ep.base+rv&fastMaxK, int(rv>>32)
+	}
+	l.stats.Records += l.next - f.seen.next
+	f.seen.next = l.next
+}
+
+// countFast adds the counters of the fast path's appends to the locked
+// ones (l.mu held, every reservation of the epoch published).
+func (l *Log) countFast() {
+	f := &l.fast
+	l.stats.Appends += f.appends - f.seen.appends
+	l.stats.Bytes += f.bytes - f.seen.bytes
+	l.stats.Fences += f.fences - f.seen.fences
+	l.stats.FlushedLines += f.flushed - f.seen.flushed
+	l.flushedLines += f.flushed - f.seen.flushed
+	f.seen.appends, f.seen.bytes, f.seen.fences, f.seen.flushed = f.appends, f.bytes, f.fences, f.flushed
+}
+
+// appendFast appends on the fast path; ok false means it did not
+// reserve, and the locked path must take the append.
+func (l *Log) appendFast(one []byte, many [][]byte, total int) (first uint64, err error, ok bool) {
+	f := &l.fast
+	ep := f.ep.Load()
+	if ep == nil || total > ep.bound {
+		return 0, nil, false
+	}
+	count := uint64(1)
+	if many != nil {
+		count = uint64(len(many))
+	}
+	var off int
+	var k uint64
+	for spins := 0; ; spins++ {
+		old := f.rv.Load()
+		off, k = int(old>>32), old&fastMaxK
+		if off == fastClosed {
+			return 0, nil, false
+		}
+		if (old>>16)&(1<<16-1) != ep.gen {
+			// An epoch opened since ep was read (it is stored before rv):
+			// take the current one.
+			ep = f.ep.Load()
+			if total > ep.bound {
+				return 0, nil, false
+			}
+			continue
+		}
+		if off+total > ep.end || k+count > ep.limit || f.failed.Load() {
+			return 0, nil, false
+		}
+		// The generation bits are 16: make sure ep is not an epoch that
+		// many switches old.
+		if f.ep.Load() != ep {
+			ep = f.ep.Load()
+			continue
+		}
+		// The in-flight bound, as in reserve.
+		if d := int(f.durOff.Load()); off+total-d > ep.bound && off != d {
+			if spins >= fastSpins {
+				runtime.Gosched()
+			}
+			continue
+		}
+		if f.rv.CompareAndSwap(old, rvPack(off+total, ep.gen, k+count)) {
+			break
+		}
+	}
+	seg := ep.seg
+	first = ep.base + k
+	last := first + count - 1
+	if f.failed.Load() {
+		// The log failed since the check above: write nothing, but take
+		// the turn, so that no later append waits for ever.
+		return first, l.fastFinish(first, last, off+total, 0, 0, 0, nil), true
+	}
+	i := int(first - seg.first)
+	if many == nil {
+		seg.offs.chunks[i>>offChunkBits][i&offChunkMask] = uint32(off)
+	} else {
+		p := off
+		for j, r := range many {
+			seg.offs.chunks[(i+j)>>offChunkBits][(i+j)&offChunkMask] = uint32(p)
+			p += recSize(len(r))
+		}
+	}
+	published := false
+	defer func() {
+		if !published {
+			// writeRecords panicked (a Media that panics; a memory fault
+			// is an error): fail the log and pass the turn on, so that no
+			// later append waits for ever; the panic goes on up.
+			l.fastFinish(first, last, off+total, 0, 0, 0, fmt.Errorf("%w at index %d", errAppendPanicked, first))
+		}
+	}()
+	var flushed int
+	perr := guardFault(seg.path, func() (err error) {
+		flushed, err = l.writeRecords(seg, off, first, one, many)
+		return err
+	})
+	var payload uint64
+	if many == nil {
+		payload = uint64(len(one))
+	} else {
+		for _, r := range many {
+			payload += uint64(len(r))
+		}
+	}
+	published = true
+	return first, l.fastFinish(first, last, off+total, flushed, 1, payload, perr), true
+}
+
+// fastFinish waits for the turn of the reservation [first, last], ending
+// at offset end, and publishes it: durable when its write succeeded and
+// the log has not failed, else failed. flushed, fences and payload are
+// what the append adds to the counters.
+func (l *Log) fastFinish(first, last uint64, end, flushed int, fences, payload uint64, perr error) error {
+	f := &l.fast
+	if perr != nil {
+		l.mu.Lock()
+		l.fail(perr) // at once: later appends need not wait to learn it
+		l.mu.Unlock()
+	}
+	for i := 0; f.pub.Load() != first-1; i++ {
+		if i >= fastSpins {
+			runtime.Gosched()
+		}
+	}
+	f.appends++
+	f.bytes += payload
+	f.flushed += uint64(flushed)
+	f.fences += fences
+	failed := f.failed.Load()
+	if !failed {
+		f.durOff.Store(uint64(end))
+		f.dur.Store(last)
+	}
+	f.pub.Store(last)
+	if failed || f.watch.Load() != 0 {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		l.catchUp() // wakes the tailers
+		if failed {
+			return l.failed
+		}
+	}
+	return nil
+}

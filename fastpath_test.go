@@ -1,0 +1,205 @@
+package wal
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+)
+
+// openFast opens a cache-flush log on small segments (so that appends
+// roll over often, each switch closing an epoch of the fast path).
+func openFast(t *testing.T) *Log {
+	t.Helper()
+	t.Setenv("WAL_PERSIST", "")
+	l, err := Open(t.TempDir(), &Options{Persist: PersistCacheFlush, SegmentSize: 1 << 20, InFlightBound: 8 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+func fastRecord(g, i int) []byte {
+	return []byte(fmt.Sprintf("g%d-i%d-%s", g, i, bytes.Repeat([]byte{byte(i)}, i%300)))
+}
+
+// After one append on the locked path, appends take the fast path, and
+// every switch back (rollover, a record larger than the in-flight bound,
+// Stats, a truncation) hands over exact state: with appenders on several
+// goroutines mixing small records, batches and large ones, every append
+// gets a distinct index, every index holds what its append wrote, and the
+// counters match.
+func TestFastPathConcurrentExact(t *testing.T) {
+	l := openFast(t)
+	defer l.Close()
+	if _, err := l.Append([]byte("first")); err != nil {
+		t.Fatal(err)
+	}
+	l.mu.Lock()
+	on := l.fast.on
+	l.mu.Unlock()
+	if !on {
+		t.Fatal("the fast path is off after an append on an idle cache-flush log")
+	}
+	const goroutines, per = 4, 2000
+	type rec struct {
+		index uint64
+		data  []byte
+	}
+	got := make([][]rec, goroutines)
+	var wg sync.WaitGroup
+	errc := make(chan error, goroutines)
+	var payload uint64
+	var payloadMu sync.Mutex
+	for g := range goroutines {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var bytesIn uint64
+			for i := 0; i < per; i++ {
+				switch {
+				case i%97 == 0: // larger than the in-flight bound: the locked path
+					d := bytes.Repeat([]byte{byte(g)}, 9<<10)
+					idx, err := l.Append(d)
+					if err != nil {
+						errc <- err
+						return
+					}
+					got[g] = append(got[g], rec{idx, d})
+					bytesIn += uint64(len(d))
+				case i%13 == 0:
+					batch := [][]byte{fastRecord(g, i), fastRecord(g, i+1000), fastRecord(g, i+2000)}
+					idx, err := l.AppendBatch(batch)
+					if err != nil {
+						errc <- err
+						return
+					}
+					for j, d := range batch {
+						got[g] = append(got[g], rec{idx + uint64(j), d})
+						bytesIn += uint64(len(d))
+					}
+				case i%151 == 0:
+					if s := l.Stats(); s.LastIndex < s.FirstIndex-1 {
+						errc <- fmt.Errorf("Stats: LastIndex %d below FirstIndex %d", s.LastIndex, s.FirstIndex)
+						return
+					}
+				default:
+					d := fastRecord(g, i)
+					idx, err := l.Append(d)
+					if err != nil {
+						errc <- err
+						return
+					}
+					got[g] = append(got[g], rec{idx, d})
+					bytesIn += uint64(len(d))
+				}
+				if last := l.LastIndex(); len(got[g]) > 0 && last < got[g][len(got[g])-1].index {
+					errc <- fmt.Errorf("LastIndex %d below acknowledged index %d", last, got[g][len(got[g])-1].index)
+					return
+				}
+			}
+			payloadMu.Lock()
+			payload += bytesIn
+			payloadMu.Unlock()
+		}()
+	}
+	wg.Wait()
+	close(errc)
+	for err := range errc {
+		t.Fatal(err)
+	}
+	seen := map[uint64]bool{1: true}
+	total := 1
+	for _, rs := range got {
+		for _, r := range rs {
+			if seen[r.index] {
+				t.Fatalf("index %d given twice", r.index)
+			}
+			seen[r.index] = true
+			total++
+			b, err := l.Read(r.index)
+			if err != nil {
+				t.Fatalf("Read(%d): %v", r.index, err)
+			}
+			if !bytes.Equal(b, r.data) {
+				t.Fatalf("Read(%d) = %q, want %q", r.index, b[:min(len(b), 20)], r.data[:min(len(r.data), 20)])
+			}
+		}
+	}
+	if last := l.LastIndex(); last != uint64(total) {
+		t.Fatalf("LastIndex %d, want %d (no hole, nothing extra)", last, total)
+	}
+	s := l.Stats()
+	if s.Records != uint64(total) || s.Bytes != payload+5 {
+		t.Fatalf("Stats: Records %d Bytes %d, want %d and %d", s.Records, s.Bytes, total, payload+5)
+	}
+	if s.Segments < 2 {
+		t.Fatalf("Stats: %d segments: the test never rolled over", s.Segments)
+	}
+	// Reopened, the log holds exactly the same.
+	dir := l.dir
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	l2, err := Open(dir, &Options{Persist: PersistCacheFlush, SegmentSize: 1 << 20, InFlightBound: 8 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l2.Close()
+	if last := l2.LastIndex(); last != uint64(total) {
+		t.Fatalf("reopened: LastIndex %d, want %d", last, total)
+	}
+}
+
+// A Tailer far ahead of the log, with appends publishing on the fast path
+// while it waits, gets every record as it becomes durable: no wake-up is
+// lost between its look at the durable point and its wait.
+func TestFastPathTailerFarAhead(t *testing.T) {
+	const n = 3000
+	for _, from := range []uint64{2, 100, n} {
+		l := openFast(t)
+		if _, err := l.Append([]byte("first")); err != nil {
+			t.Fatal(err)
+		}
+		tl := l.Tail(from)
+		done := make(chan error, 1)
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			for want := from; want <= n+1; want++ {
+				idx, _, err := tl.Next(ctx, nil)
+				if err != nil {
+					done <- fmt.Errorf("Next after %d: %w", want-1, err)
+					return
+				}
+				if idx != want {
+					done <- fmt.Errorf("Next gave %d, want %d", idx, want)
+					return
+				}
+			}
+			done <- nil
+		}()
+		var wg sync.WaitGroup
+		for g := range 2 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := 0; l.LastIndex() <= n; i++ {
+					if _, err := l.Append(fastRecord(g, i)); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		if err := <-done; err != nil {
+			t.Fatalf("tailer from %d: %v", from, err)
+		}
+		if err := l.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
