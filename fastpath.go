@@ -155,12 +155,10 @@ func (l *Log) fastOff() {
 			l.mu.Lock()
 		}
 	}
+	off := int(old >> 32)
+	l.next, l.tail = ep.base+k, off // catchUp counts them in Records
 	l.catchUp()
 	l.countFast()
-	off := int(old >> 32)
-	l.next, l.tail = ep.base+k, off
-	l.stats.Records += l.next - f.seen.next
-	f.seen.next = l.next
 	l.written, l.wOff = last, off
 	f.on, f.closing = false, false
 	l.cond.Broadcast()

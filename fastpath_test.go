@@ -59,41 +59,36 @@ func TestFastPathConcurrentExact(t *testing.T) {
 			defer wg.Done()
 			var bytesIn uint64
 			for i := 0; i < per; i++ {
+				var recs [][]byte // appended with Append when one, else AppendBatch
 				switch {
 				case i%97 == 0: // larger than the in-flight bound: the locked path
-					d := bytes.Repeat([]byte{byte(g)}, 9<<10)
-					idx, err := l.Append(d)
-					if err != nil {
-						errc <- err
-						return
-					}
-					got[g] = append(got[g], rec{idx, d})
-					bytesIn += uint64(len(d))
+					recs = [][]byte{bytes.Repeat([]byte{byte(g)}, 9<<10)}
 				case i%13 == 0:
-					batch := [][]byte{fastRecord(g, i), fastRecord(g, i+1000), fastRecord(g, i+2000)}
-					idx, err := l.AppendBatch(batch)
-					if err != nil {
-						errc <- err
-						return
-					}
-					for j, d := range batch {
-						got[g] = append(got[g], rec{idx + uint64(j), d})
-						bytesIn += uint64(len(d))
-					}
+					recs = [][]byte{fastRecord(g, i), fastRecord(g, i+1000), fastRecord(g, i+2000)}
 				case i%151 == 0:
 					if s := l.Stats(); s.LastIndex < s.FirstIndex-1 {
 						errc <- fmt.Errorf("Stats: LastIndex %d below FirstIndex %d", s.LastIndex, s.FirstIndex)
 						return
 					}
 				default:
-					d := fastRecord(g, i)
-					idx, err := l.Append(d)
+					recs = [][]byte{fastRecord(g, i)}
+				}
+				if len(recs) > 0 {
+					var idx uint64
+					var err error
+					if len(recs) == 1 {
+						idx, err = l.Append(recs[0])
+					} else {
+						idx, err = l.AppendBatch(recs)
+					}
 					if err != nil {
 						errc <- err
 						return
 					}
-					got[g] = append(got[g], rec{idx, d})
-					bytesIn += uint64(len(d))
+					for j, d := range recs {
+						got[g] = append(got[g], rec{idx + uint64(j), d})
+						bytesIn += uint64(len(d))
+					}
 				}
 				if last := l.LastIndex(); len(got[g]) > 0 && last < got[g][len(got[g])-1].index {
 					errc <- fmt.Errorf("LastIndex %d below acknowledged index %d", last, got[g][len(got[g])-1].index)
