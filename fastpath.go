@@ -3,6 +3,7 @@ package wal
 import (
 	"fmt"
 	"runtime"
+	"sync"
 	"sync/atomic"
 )
 
@@ -18,6 +19,12 @@ import (
 // locked path: an append returns only once its records and every earlier
 // one are durable, and nothing is published after a hole.
 //
+// No more reservations are in flight at once than there are processors
+// (GOMAXPROCS, at most fastMaxSlots): an append that would exceed that
+// waits at the gate before it reserves, all but one asleep (gateWait).
+// Otherwise, with more appenders than processors, appends would wait for
+// their turn behind appends whose goroutines are not running.
+//
 // The locked path (reserve and commit under Log.mu) still does everything
 // else: rollover, a reservation larger than the in-flight bound, the index
 // running out, an offset index that needs another chunk, appends while
@@ -26,8 +33,10 @@ import (
 // reservations, waits until the ones made are published, and brings the
 // locked state (next, tail, durable, the active segment's offset count,
 // the counters) up to date; commit turns it back on once nothing is in
-// flight. Readers under Log.mu see what the fast path published through
-// catchUp.
+// flight, and an append the fast path declined waits for that and
+// reopens it (fastResume), or opens the next epoch when the current one
+// ran out of reservations. Readers under Log.mu see what the fast path
+// published through catchUp.
 //
 // Each period the fast path is on is an epoch, with its own immutable
 // fastEpoch and a 16-bit generation stamped in rv, so that an append that
@@ -36,8 +45,32 @@ import (
 // fastClosed in rv's offset bits means the fast path is off.
 const fastClosed = 1<<32 - 1
 
-// fastMaxK bounds the reservations of one epoch (rv's 16 count bits).
-const fastMaxK = 1<<16 - 1
+// rv's fields, from the top: the next free offset (32 bits; fastClosed
+// when off), the epoch's generation (16), the indexes reserved in the
+// epoch (12) and the reservations made in it, modulo 16 (4).
+const (
+	fastMaxK = 1<<12 - 1 // indexes one epoch may reserve
+	rvRMask  = 1<<4 - 1
+	// fastMaxSlots bounds the reservations in flight at once. The gate
+	// counts them modulo 16, from two loads that publications may come
+	// between (which only makes the count higher); at half the modulus,
+	// at least 8 publications between one append's two loads are needed
+	// before it can take the count for lower than it is, and then it
+	// goes one over.
+	fastMaxSlots = 8
+)
+
+func rvPack(off int, gen, k, r uint64) uint64 {
+	return uint64(off)<<32 | gen<<16 | k<<4 | r&rvRMask
+}
+func rvOff(rv uint64) int    { return int(rv >> 32) }
+func rvGen(rv uint64) uint64 { return rv >> 16 & (1<<16 - 1) }
+func rvK(rv uint64) uint64   { return rv >> 4 & fastMaxK }
+func rvR(rv uint64) uint64   { return rv & rvRMask }
+
+func durPack(off int, r uint64) uint64 { return uint64(off)<<4 | r }
+func durOff(da uint64) int             { return int(da >> 4) }
+func durR(da uint64) uint64            { return da & rvRMask }
 
 // fastEpoch is what an epoch's appends need and nobody changes while it
 // lasts.
@@ -48,6 +81,7 @@ type fastEpoch struct {
 	end   int    // the segment's size
 	bound int    // the in-flight bound in effect, in bytes
 	limit uint64 // reservations the epoch may make: the offset chunks allocated and the indexes left
+	slots uint64 // reservations that may be in flight at once: GOMAXPROCS, at most fastMaxSlots
 }
 
 // fastPath is the state of the lock-free append path. rv and the
@@ -57,13 +91,18 @@ type fastPath struct {
 	_ [64]byte
 	// rv is the reservation word: the next free offset in the active
 	// segment (bits 32-63; fastClosed when off), the epoch's generation
-	// (16-31) and the reservations made in the epoch (0-15).
+	// (16-31), the indexes reserved in the epoch (4-15) and the
+	// reservations made in it, modulo 16 (0-3).
 	rv atomic.Uint64
 	_  [56]byte
 	// Written only by the append whose turn it is, in index order.
-	pub    atomic.Uint64 // every index <= pub has been published (durable, or failed)
-	dur    atomic.Uint64 // every index <= dur is durable and was acknowledged as such
-	durOff atomic.Uint64 // the offset just past index dur
+	pub atomic.Uint64 // every index <= pub has been published (durable, or failed)
+	dur atomic.Uint64 // every index <= dur is durable and was acknowledged as such
+	// durAt packs the offset just past index dur (bits 4-63) and rv's
+	// reservation count (modulo 16) just after the reservation ending
+	// at dur (0-3): one store less per append (an atomic store is a
+	// locked exchange, 5-10 ns here).
+	durAt atomic.Uint64
 	// Counters of the appends published on the fast path (Stats), plain
 	// words: only the append whose turn it is writes them, between
 	// reading pub and storing it, and fastOff reads them once every
@@ -77,14 +116,16 @@ type fastPath struct {
 	watch  atomic.Int32 // a Tailer waits: publishers must wake it (catchUp)
 	_      [64]byte
 
+	// gate is held by the one append that waits for a slot; the others
+	// wait for gate.
+	gate sync.Mutex
+
 	// Under Log.mu.
 	on      bool                                                   // an epoch is open (rv may be open)
 	closing bool                                                   // fastOff is waiting for the epoch's appends
 	gen     uint64                                                 // generation of the last epoch
 	seen    struct{ appends, bytes, fences, flushed, next uint64 } // what catchUp has counted
 }
-
-func rvPack(off int, gen, k uint64) uint64 { return uint64(off)<<32 | gen<<16 | k }
 
 // fastOn opens an epoch (l.mu held) when the fast path can run: a
 // persistent-memory mode, nothing in flight or waiting, the log open and
@@ -108,6 +149,9 @@ func (l *Log) fastOn() {
 	}
 	limit := min(uint64(len(seg.offs.chunks)<<offChunkBits-have), fastMaxK, maxIndex-l.next+1)
 	f.gen = (f.gen + 1) & (1<<16 - 1)
+	// durAt before ep: an append that loads the new epoch counts its
+	// reservations from zero.
+	f.durAt.Store(durPack(l.dOff, 0))
 	f.ep.Store(&fastEpoch{
 		seg:   seg,
 		gen:   f.gen,
@@ -115,13 +159,13 @@ func (l *Log) fastOn() {
 		end:   seg.size(),
 		bound: min(int(l.opts.InFlightBound), seg.bound()),
 		limit: limit,
+		slots: uint64(min(runtime.GOMAXPROCS(0), fastMaxSlots)),
 	})
 	f.pub.Store(l.durable)
 	f.dur.Store(l.durable)
-	f.durOff.Store(uint64(l.dOff))
 	f.seen.next = l.next
 	f.on = true
-	f.rv.Store(rvPack(l.tail, f.gen, 0))
+	f.rv.Store(rvPack(l.tail, f.gen, 0, 0))
 }
 
 // fastOff closes the epoch (l.mu held): no new fast reservation, and once
@@ -146,7 +190,7 @@ func (l *Log) fastOff() {
 		}
 	}
 	ep := f.ep.Load()
-	k := old & fastMaxK
+	k := rvK(old)
 	last := ep.base + k - 1
 	for i := 0; f.pub.Load() != last; i++ {
 		if i >= fastSpins {
@@ -155,7 +199,7 @@ func (l *Log) fastOff() {
 			l.mu.Lock()
 		}
 	}
-	off := int(old >> 32)
+	off := rvOff(old)
 	l.next, l.tail = ep.base+k, off // catchUp counts them in Records
 	l.catchUp()
 	l.countFast()
@@ -178,9 +222,9 @@ func (l *Log) catchUp() {
 		return
 	}
 	ep := f.ep.Load()
-	// dur before durOff: the offset is at least as new as the index.
+	// dur before durAt: the offset is at least as new as the index.
 	dur := f.dur.Load()
-	off := int(f.durOff.Load())
+	off := durOff(f.durAt.Load())
 	rv := f.rv.Load()
 	if dur > l.durable && dur+1 >= ep.base {
 		// The offsets up to dur were written before dur was published.
@@ -188,8 +232,8 @@ func (l *Log) catchUp() {
 		l.durable, l.dOff = dur, off
 		l.wakeTailers()
 	}
-	if uint32(rv>>32) != fastClosed {
-		l.next, l.tail = ep.base+rv&fastMaxK, int(rv>>32)
+	if rvOff(rv) != fastClosed {
+		l.next, l.tail = ep.base+rvK(rv), rvOff(rv)
 	}
 	l.stats.Records += l.next - f.seen.next
 	f.seen.next = l.next
@@ -207,6 +251,67 @@ func (l *Log) countFast() {
 	f.seen.appends, f.seen.bytes, f.seen.fences, f.seen.flushed = f.appends, f.bytes, f.fences, f.flushed
 }
 
+// fastResume is for an append the fast path declined (no lock held). It
+// reopens the fast path where only the locked path's bookkeeping keeps
+// it closed: an epoch out of reservations, or appends on the locked path
+// still in flight (with several appenders, one append there, for a
+// rollover or a large record, would otherwise keep the next ones there
+// for as long as they keep coming). It reports whether the append fits
+// the open fast path; false leaves it to the locked path.
+func (l *Log) fastResume(total int, count uint64) bool {
+	if l.persist == PersistMsync || count > fastMaxK {
+		return false
+	}
+	f := &l.fast
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	renewed := false
+	for {
+		if l.closed || l.failed != nil || l.quiet > 0 || l.largeWaiting > 0 || len(l.segs) == 0 {
+			return false
+		}
+		if f.on && !f.closing {
+			ep, rv := f.ep.Load(), f.rv.Load()
+			off, k := rvOff(rv), rvK(rv)
+			if total > ep.bound || off+total > ep.end {
+				return false // a rollover or a large record: the locked path's work
+			}
+			if k+count <= ep.limit {
+				return true
+			}
+			if renewed {
+				// Other appends filled the epoch opened for this one, or
+				// it cannot take this one at all (the index runs out):
+				// no more switches for it.
+				return false
+			}
+			l.fastOff() // out of reservations: the next epoch may take it
+			renewed = true
+			continue
+		}
+		if !f.on {
+			// The locked state is exact.
+			seg := l.segs[len(l.segs)-1]
+			if l.tail+total > seg.size() || total > min(int(l.opts.InFlightBound), seg.bound()) {
+				return false
+			}
+			if l.inFlight == 0 {
+				l.fastOn()
+				if !f.on {
+					return false
+				}
+				continue
+			}
+		}
+		// Appends on the locked path are in flight (commit broadcasts
+		// when the last is done), or fastOff is waiting for the epoch's
+		// (it broadcasts when done).
+		l.resumeWaiting++
+		l.cond.Wait()
+		l.resumeWaiting--
+	}
+}
+
 // appendFast appends on the fast path; ok false means it did not
 // reserve, and the locked path must take the append.
 func (l *Log) appendFast(one []byte, many [][]byte, total int) (first uint64, err error, ok bool) {
@@ -220,14 +325,18 @@ func (l *Log) appendFast(one []byte, many [][]byte, total int) (first uint64, er
 		count = uint64(len(many))
 	}
 	var off int
-	var k uint64
+	var k, r uint64
 	for spins := 0; ; spins++ {
+		// durAt before rv: the reservations in flight come out no fewer
+		// than there are (but see fastMaxSlots), and the bytes in flight
+		// no fewer.
+		da := f.durAt.Load()
 		old := f.rv.Load()
-		off, k = int(old>>32), old&fastMaxK
+		off, k, r = rvOff(old), rvK(old), rvR(old)
 		if off == fastClosed {
 			return 0, nil, false
 		}
-		if (old>>16)&(1<<16-1) != ep.gen {
+		if rvGen(old) != ep.gen {
 			// An epoch opened since ep was read (it is stored before rv):
 			// take the current one.
 			ep = f.ep.Load()
@@ -246,23 +355,30 @@ func (l *Log) appendFast(one []byte, many [][]byte, total int) (first uint64, er
 			continue
 		}
 		// The in-flight bound, as in reserve.
-		if d := int(f.durOff.Load()); off+total-d > ep.bound && off != d {
+		if d := durOff(da); off+total-d > ep.bound && off != d {
 			if spins >= fastSpins {
 				runtime.Gosched()
 			}
 			continue
 		}
-		if f.rv.CompareAndSwap(old, rvPack(off+total, ep.gen, k+count)) {
+		// The gate: no more reservations in flight than processors, so
+		// that no append waits for its turn behind one that is not
+		// running.
+		if (r-durR(da))&rvRMask >= ep.slots {
+			f.gateWait(ep)
+			continue
+		}
+		if f.rv.CompareAndSwap(old, rvPack(off+total, ep.gen, k+count, r+1)) {
 			break
 		}
 	}
 	seg := ep.seg
 	first = ep.base + k
-	last := first + count - 1
+	rs := fastResv{first: first, last: first + count - 1, end: off + total, r: (r + 1) & rvRMask}
 	if f.failed.Load() {
 		// The log failed since the check above: write nothing, but take
 		// the turn, so that no later append waits for ever.
-		return first, l.fastFinish(first, last, off+total, 0, 0, 0, nil), true
+		return first, l.fastFinish(rs, 0, 0, 0, nil), true
 	}
 	i := int(first - seg.first)
 	if many == nil {
@@ -280,7 +396,7 @@ func (l *Log) appendFast(one []byte, many [][]byte, total int) (first uint64, er
 			// writeRecords panicked (a Media that panics; a memory fault
 			// is an error): fail the log and pass the turn on, so that no
 			// later append waits for ever; the panic goes on up.
-			l.fastFinish(first, last, off+total, 0, 0, 0, fmt.Errorf("%w at index %d", errAppendPanicked, first))
+			l.fastFinish(rs, 0, 0, 0, fmt.Errorf("%w at index %d", errAppendPanicked, first))
 		}
 	}()
 	var flushed int
@@ -297,21 +413,53 @@ func (l *Log) appendFast(one []byte, many [][]byte, total int) (first uint64, er
 		}
 	}
 	published = true
-	return first, l.fastFinish(first, last, off+total, flushed, 1, payload, perr), true
+	return first, l.fastFinish(rs, flushed, 1, payload, perr), true
 }
 
-// fastFinish waits for the turn of the reservation [first, last], ending
-// at offset end, and publishes it: durable when its write succeeded and
-// the log has not failed, else failed. flushed, fences and payload are
-// what the append adds to the counters.
-func (l *Log) fastFinish(first, last uint64, end, flushed int, fences, payload uint64, perr error) error {
+// gateWait waits until fewer than ep.slots reservations are in flight,
+// ep's epoch is over, or the log failed (no reservation is counted as
+// done after that). One waiting append holds gate and reads the
+// publication point; the others wait for gate, asleep.
+func (f *fastPath) gateWait(ep *fastEpoch) {
+	f.gate.Lock()
+	for i := 0; ; i++ {
+		da := f.durAt.Load()
+		rv := f.rv.Load()
+		if rvOff(rv) == fastClosed || rvGen(rv) != ep.gen || (rvR(rv)-durR(da))&rvRMask < ep.slots || f.failed.Load() {
+			break
+		}
+		if i >= gateSpins {
+			runtime.Gosched()
+		}
+	}
+	f.gate.Unlock()
+}
+
+// gateSpins is how many times an append waiting at the gate reads the
+// publication point before it yields its processor at each further read:
+// fewer than fastSpins, since the append it waits for is likely not
+// running.
+const gateSpins = 100
+
+// fastResv is a reservation on the fast path.
+type fastResv struct {
+	first, last uint64 // its indexes
+	end         int    // the offset just past it
+	r           uint64 // rv's reservation count (modulo 16) just after it
+}
+
+// fastFinish waits for the turn of reservation rs and publishes it:
+// durable when its write succeeded and the log has not failed, else
+// failed. flushed, fences and payload are what the append adds to the
+// counters.
+func (l *Log) fastFinish(rs fastResv, flushed int, fences, payload uint64, perr error) error {
 	f := &l.fast
 	if perr != nil {
 		l.mu.Lock()
 		l.fail(perr) // at once: later appends need not wait to learn it
 		l.mu.Unlock()
 	}
-	for i := 0; f.pub.Load() != first-1; i++ {
+	for i := 0; f.pub.Load() != rs.first-1; i++ {
 		if i >= fastSpins {
 			runtime.Gosched()
 		}
@@ -322,10 +470,10 @@ func (l *Log) fastFinish(first, last uint64, end, flushed int, fences, payload u
 	f.fences += fences
 	failed := f.failed.Load()
 	if !failed {
-		f.durOff.Store(uint64(end))
-		f.dur.Store(last)
+		f.durAt.Store(durPack(rs.end, rs.r))
+		f.dur.Store(rs.last)
 	}
-	f.pub.Store(last)
+	f.pub.Store(rs.last)
 	if failed || f.watch.Load() != 0 {
 		l.mu.Lock()
 		defer l.mu.Unlock()

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -25,11 +26,47 @@ func fastRecord(g, i int) []byte {
 	return []byte(fmt.Sprintf("g%d-i%d-%s", g, i, bytes.Repeat([]byte{byte(i)}, i%300)))
 }
 
-// After one append on the locked path, appends take the fast path, and
-// every switch back (rollover, a record larger than the in-flight bound,
-// Stats, a truncation) hands over exact state: with appenders on several
-// goroutines mixing small records, batches and large ones, every append
-// gets a distinct index, every index holds what its append wrote, and the
+// fastRec is a record a test appended, at the index it was given.
+type fastRec struct {
+	index uint64
+	data  []byte
+}
+
+// checkAppended checks a log that holds one record at index 1 and the
+// records of got: every index given once, each holding what was appended
+// there, and nothing else (no hole, nothing extra). It returns how many
+// records the log holds.
+func checkAppended(t *testing.T, l *Log, got [][]fastRec) int {
+	t.Helper()
+	seen := map[uint64]bool{1: true}
+	total := 1
+	for _, rs := range got {
+		for _, r := range rs {
+			if seen[r.index] {
+				t.Fatalf("index %d given twice", r.index)
+			}
+			seen[r.index] = true
+			total++
+			b, err := l.Read(r.index)
+			if err != nil {
+				t.Fatalf("Read(%d): %v", r.index, err)
+			}
+			if !bytes.Equal(b, r.data) {
+				t.Fatalf("Read(%d) = %q, want %q", r.index, b[:min(len(b), 20)], r.data[:min(len(r.data), 20)])
+			}
+		}
+	}
+	if last := l.LastIndex(); last != uint64(total) {
+		t.Fatalf("LastIndex %d, want %d (no hole, nothing extra)", last, total)
+	}
+	return total
+}
+
+// Appends take the fast path from the first one, and every switch back
+// (rollover, a record larger than the in-flight bound, Stats, a
+// truncation) hands over exact state: with appenders on several goroutines
+// mixing small records, batches and large ones, every append gets a
+// distinct index, every index holds what its append wrote, and the
 // counters match.
 func TestFastPathConcurrentExact(t *testing.T) {
 	l := openFast(t)
@@ -44,11 +81,7 @@ func TestFastPathConcurrentExact(t *testing.T) {
 		t.Fatal("the fast path is off after an append on an idle cache-flush log")
 	}
 	const goroutines, per = 4, 2000
-	type rec struct {
-		index uint64
-		data  []byte
-	}
-	got := make([][]rec, goroutines)
+	got := make([][]fastRec, goroutines)
 	var wg sync.WaitGroup
 	errc := make(chan error, goroutines)
 	var payload uint64
@@ -86,7 +119,7 @@ func TestFastPathConcurrentExact(t *testing.T) {
 						return
 					}
 					for j, d := range recs {
-						got[g] = append(got[g], rec{idx + uint64(j), d})
+						got[g] = append(got[g], fastRec{idx + uint64(j), d})
 						bytesIn += uint64(len(d))
 					}
 				}
@@ -105,27 +138,7 @@ func TestFastPathConcurrentExact(t *testing.T) {
 	for err := range errc {
 		t.Fatal(err)
 	}
-	seen := map[uint64]bool{1: true}
-	total := 1
-	for _, rs := range got {
-		for _, r := range rs {
-			if seen[r.index] {
-				t.Fatalf("index %d given twice", r.index)
-			}
-			seen[r.index] = true
-			total++
-			b, err := l.Read(r.index)
-			if err != nil {
-				t.Fatalf("Read(%d): %v", r.index, err)
-			}
-			if !bytes.Equal(b, r.data) {
-				t.Fatalf("Read(%d) = %q, want %q", r.index, b[:min(len(b), 20)], r.data[:min(len(r.data), 20)])
-			}
-		}
-	}
-	if last := l.LastIndex(); last != uint64(total) {
-		t.Fatalf("LastIndex %d, want %d (no hole, nothing extra)", last, total)
-	}
+	total := checkAppended(t, l, got)
 	s := l.Stats()
 	if s.Records != uint64(total) || s.Bytes != payload+5 {
 		t.Fatalf("Stats: Records %d Bytes %d, want %d and %d", s.Records, s.Bytes, total, payload+5)
@@ -196,5 +209,166 @@ func TestFastPathTailerFarAhead(t *testing.T) {
 		if err := l.Close(); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// With more appenders than processors, appends stay on the fast path: a
+// rollover, an epoch out of reservations or a record larger than the
+// in-flight bound sends only a few appends to the locked path, and the
+// fast path reopens as soon as they are done, instead of the locked path
+// keeping every appender for as long as appends keep coming.
+func TestFastPathManyAppenders(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(2))
+	l := openFast(t)
+	defer l.Close()
+	if _, err := l.Append([]byte("first")); err != nil {
+		t.Fatal(err)
+	}
+	const goroutines, per, largeEvery = 16, 2000, 500
+	got := make([][]fastRec, goroutines)
+	var wg sync.WaitGroup
+	errc := make(chan error, goroutines)
+	for g := range goroutines {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range per {
+				d := fastRecord(g, i)
+				if i%largeEvery == largeEvery-1 {
+					d = bytes.Repeat([]byte{byte(g)}, 9<<10) // over the bound
+				}
+				idx, err := l.Append(d)
+				if err != nil {
+					errc <- err
+					return
+				}
+				got[g] = append(got[g], fastRec{idx, d})
+			}
+		}()
+	}
+	wg.Wait()
+	close(errc)
+	for err := range errc {
+		t.Fatal(err)
+	}
+	total := checkAppended(t, l, got)
+	s := l.Stats() // closes the epoch: the fast path's counters are in
+	l.mu.Lock()
+	fast := l.fast.appends
+	l.mu.Unlock()
+	locked := s.Appends - fast
+	// The records over the bound must take the locked path; besides them,
+	// each rollover, each epoch switch and each record over the bound
+	// (while it waits for the fast appends before it to become durable)
+	// may catch at most every other appender on its way there.
+	large := uint64(goroutines * per / largeEvery)
+	switches := uint64(s.Segments) + uint64(total)/fastMaxK + 1 + large
+	t.Logf("%d appends, %d on the locked path (%d over the bound), %d segments", s.Appends, locked, large, s.Segments)
+	if most := large + (goroutines-1)*switches; locked < large || locked > most {
+		t.Fatalf("%d of %d appends on the locked path, want %d to %d", locked, s.Appends, large, most)
+	}
+}
+
+// The gate lets as many reservations be in flight at once as there are
+// processors, however many records each holds, and holds further appends
+// until one is published.
+func TestFastPathGate(t *testing.T) {
+	rtEnv(t)
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(2)) // two slots
+	h, err := resolveHW("/sys")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		mu      sync.Mutex
+		armed   bool
+		inside  int
+		entered = make(chan int, 3)
+		release = make(chan struct{})
+		once    sync.Once
+	)
+	releaseAll := func() { once.Do(func() { close(release) }) }
+	defer releaseAll() // on failure too: Close waits for the appends
+	m := &fenceFailMedia{Media: &osMedia{hw: &h}, before: func() {
+		mu.Lock()
+		if !armed {
+			mu.Unlock()
+			return
+		}
+		inside++
+		entered <- inside
+		mu.Unlock()
+		<-release
+	}}
+	o := rtOpts(false)
+	o.Media = m
+	l := rtOpen(t, rtDir(t), o)
+	if _, err := l.Append([]byte("first")); err != nil {
+		t.Fatal(err)
+	}
+	l.mu.Lock()
+	fast0 := l.fast.appends
+	l.mu.Unlock()
+	mu.Lock()
+	armed = true
+	mu.Unlock()
+	got := make([][]fastRec, 3)
+	errc := make(chan error, 3)
+	appendIn := func(g int, recs [][]byte) {
+		idx, err := l.AppendBatch(recs)
+		for j, d := range recs {
+			got[g] = append(got[g], fastRec{idx + uint64(j), d})
+		}
+		errc <- err
+	}
+	batch := func(g int) [][]byte {
+		recs := make([][]byte, 100)
+		for i := range recs {
+			recs[i] = fastRecord(g, i)
+		}
+		return recs
+	}
+	// Two batches of 100 records: two reservations, both in flight.
+	go appendIn(0, batch(0))
+	go appendIn(1, batch(1))
+	for range 2 {
+		select {
+		case <-entered:
+		case <-time.After(20 * time.Second):
+			t.Fatal("two batch appends did not get to their fences at once")
+		}
+	}
+	// A third waits at the gate.
+	go appendIn(2, [][]byte{[]byte("third")})
+	select {
+	case n := <-entered:
+		t.Fatalf("%d appends past their reservations with two processors", n)
+	case <-time.After(100 * time.Millisecond):
+	}
+	releaseAll()
+	for range 3 {
+		select {
+		case err := <-errc:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatal("the appends did not return once released")
+		}
+	}
+	select {
+	case n := <-entered:
+		if n != 3 {
+			t.Fatalf("%d appends got to their fences, want 3", n)
+		}
+	default:
+		t.Fatal("the third append returned without getting to its fence")
+	}
+	checkAppended(t, l, got)
+	l.mu.Lock()
+	fast := l.fast.appends
+	l.mu.Unlock()
+	if fast-fast0 != 3 {
+		t.Fatalf("%d appends on the fast path, want the three", fast-fast0)
 	}
 }

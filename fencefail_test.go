@@ -21,6 +21,8 @@ type fenceFailMedia struct {
 	// panicWith, if set, is panicked with at that Fence instead of
 	// failing it: a Media that panics in the middle of an append.
 	panicWith error
+	// before, if set, is called at the start of every Fence.
+	before func()
 }
 
 var errInjectedFence = errors.New("injected flush failure")
@@ -54,6 +56,9 @@ type fenceFailMapping struct {
 }
 
 func (mp *fenceFailMapping) Fence() error {
+	if mp.m.before != nil {
+		mp.m.before()
+	}
 	err := mp.Mapping.Fence()
 	mp.m.mu.Lock()
 	defer mp.m.mu.Unlock()

@@ -238,7 +238,8 @@ type Log struct {
 	dOff    int
 	syncing bool // an msync leader is at work
 
-	largeWaiting int // reservations larger than the in-flight bound waiting in reserve
+	largeWaiting  int // reservations larger than the in-flight bound waiting in reserve
+	resumeWaiting int // appends waiting in fastResume for the fast path to reopen
 
 	// Group commit (msync): see gatherMore.
 	inFlight    int           // appenders between reserve and commit's return
@@ -479,6 +480,11 @@ func (l *Log) append(one []byte, many [][]byte) (uint64, error) {
 	}
 	if first, err, ok := l.appendFast(one, many, total); ok {
 		return first, err
+	}
+	if l.fastResume(total, uint64(count)) {
+		if first, err, ok := l.appendFast(one, many, total); ok {
+			return first, err
+		}
 	}
 	// No closeMu: the reservation counts this append in l.inFlight until
 	// commit returns, and nothing unmaps the segment before that.
@@ -749,11 +755,13 @@ func (l *Log) commit(rs uint64, last uint64, flushed int, perr error) error {
 	l.mu.Lock()
 	err := l.commitLocked(rs, last, flushed, perr)
 	l.inFlight--
-	if l.inFlight == 0 && l.quiet > 0 {
-		l.cond.Broadcast() // the last append in flight: wake quiesce
-	}
 	if l.inFlight == 0 {
+		// The last append in flight: the fast path may reopen, and
+		// quiesce and fastResume wait for this.
 		l.fastOn()
+		if l.quiet > 0 || l.resumeWaiting > 0 {
+			l.cond.Broadcast()
+		}
 	}
 	l.mu.Unlock()
 	return err
