@@ -1,7 +1,11 @@
 package wal
 
 import (
+	"bytes"
+	"context"
 	"errors"
+	"log/slog"
+	"os"
 	"testing"
 	"time"
 )
@@ -77,4 +81,110 @@ func TestAppendPanicFailsLog(t *testing.T) {
 	if rec, err := l.Read(idx); err != nil || string(rec) != "acknowledged" {
 		t.Fatalf("Read(%d) after reopen = %q, %v", idx, rec, err)
 	}
+}
+
+// panicHandler is a slog.Handler that panics on every record.
+type panicHandler struct{}
+
+var errHandlerPanic = errors.New("the log handler panics")
+
+func (panicHandler) Enabled(context.Context, slog.Level) bool  { return true }
+func (panicHandler) Handle(context.Context, slog.Record) error { panic(errHandlerPanic) }
+func (h panicHandler) WithAttrs([]slog.Attr) slog.Handler      { return h }
+func (h panicHandler) WithGroup(string) slog.Handler           { return h }
+
+// A Logger whose handler panics loses its messages but neither leaves the
+// log locked nor crashes the caller: a failed flush (logged with the
+// log's lock held) still fails the append with ErrFailed and lets every
+// later call return, and a torn tail dropped by recovery (logged during
+// Open) still opens.
+func TestPanickingLogger(t *testing.T) {
+	t.Setenv("WAL_PERSIST", "")
+	h, err := resolveHW("/sys")
+	if err != nil {
+		t.Fatal(err)
+	}
+	logger := slog.New(panicHandler{})
+	noPanic := func(what string, f func() error) (err error) {
+		t.Helper()
+		defer func() {
+			if p := recover(); p != nil {
+				t.Fatalf("%s panicked: %v", what, p)
+			}
+		}()
+		return within(t, what, f)
+	}
+
+	t.Run("failure", func(t *testing.T) {
+		dir := t.TempDir()
+		m := &fenceFailMedia{Media: &osMedia{hw: &h}, failAt: 1}
+		l, err := Open(dir, &Options{SegmentSize: 1 << 20, Persist: PersistCacheFlush, Media: m, Logger: logger})
+		if err != nil {
+			t.Fatal(err)
+		}
+		idx, err := l.Append([]byte("acknowledged"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.mu.Lock()
+		m.armed = true
+		m.mu.Unlock()
+		if err := noPanic("Append meeting a failed flush", func() error { _, err := l.Append([]byte("fails")); return err }); !errors.Is(err, ErrFailed) || !errors.Is(err, errInjectedFence) {
+			t.Fatalf("Append meeting a failed flush = %v, want ErrFailed wrapping the flush error", err)
+		}
+		if err := noPanic("Append after", func() error { _, err := l.Append([]byte("after")); return err }); !errors.Is(err, ErrFailed) {
+			t.Fatalf("Append after the failure = %v, want ErrFailed", err)
+		}
+		if err := noPanic("Stats", func() error { l.Stats(); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if err := noPanic("Close", l.Close); err != nil {
+			t.Fatalf("Close after the failure = %v", err)
+		}
+		l, err = Open(dir, &Options{SegmentSize: 1 << 20, Persist: PersistCacheFlush})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		if rec, err := l.Read(idx); err != nil || string(rec) != "acknowledged" {
+			t.Fatalf("Read(%d) after reopen = %q, %v", idx, rec, err)
+		}
+	})
+
+	t.Run("torn tail", func(t *testing.T) {
+		dir := t.TempDir()
+		o := &Options{SegmentSize: 1 << 20, Persist: PersistCacheFlush}
+		l, err := Open(dir, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range 5 {
+			if _, err := l.Append(bytes.Repeat([]byte{byte(i)}, 100)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := l.Close(); err != nil {
+			t.Fatal(err)
+		}
+		seg := l.segPath(1)
+		data, err := os.ReadFile(seg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data[segHeaderSize+4*recSize(100)+recHeaderSize+50] ^= 1 // record 5's payload never made it
+		if err := os.WriteFile(seg, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		o.Logger = logger
+		if err := noPanic("Open over a torn tail", func() error {
+			l, err = Open(dir, o)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		if rep := l.Recovery(); !rep.TornTail || rep.Records != 4 {
+			t.Fatalf("Recovery over a torn tail = %+v, want TornTail and 4 records", rep)
+		}
+	})
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"math"
 	"path/filepath"
 	"runtime"
@@ -713,7 +714,5 @@ func (l *Log) note(msg string, args ...any) {
 		fmt.Fprintf(&b, " %v=%v", args[i], args[i+1])
 	}
 	l.report.Reasons = append(l.report.Reasons, b.String())
-	if l.logger != nil {
-		l.logger.Warn("wal: "+msg, append([]any{"dir", l.dir}, args...)...)
-	}
+	l.log(slog.LevelWarn, "wal: "+msg, append([]any{"dir", l.dir}, args...)...)
 }

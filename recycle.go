@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -67,8 +68,8 @@ func (l *Log) takeFree(path string) string {
 		l.pool = l.pool[1:]
 		if err := l.media.Rename(free, tmp); err == nil {
 			return tmp
-		} else if l.logger != nil {
-			l.logger.Warn("wal: could not reuse a free segment file", "file", free, "err", err)
+		} else {
+			l.log(slog.LevelWarn, "wal: could not reuse a free segment file", "file", free, "err", err)
 		}
 	}
 	return ""

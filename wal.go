@@ -13,6 +13,7 @@
 package wal
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -125,7 +126,11 @@ type Options struct {
 	// corruption instead of failing with ErrCorrupt. What was dropped is
 	// logged and reported by Log.Recovery.
 	RepairCorruption bool
-	// Logger receives recovery reports and repairs. Nil logs nothing.
+	// Logger receives recovery reports and repairs. Nil logs nothing. The
+	// log calls it with its own locks held and from its background
+	// goroutines: a handler must not call back into the Log, and one that
+	// panics loses that message but cannot leave the Log locked or crash
+	// the process (the panic is recovered and dropped).
 	Logger *slog.Logger
 	// FileMode is the permission of new files (default 0600).
 	FileMode os.FileMode
@@ -923,12 +928,22 @@ func (l *Log) fail(err error) {
 	l.fast.failed.Store(true)
 	if l.failed == nil {
 		l.failed = fmt.Errorf("%w: %w", ErrFailed, err)
-		if l.logger != nil {
-			l.logger.Error("wal: persistence failed; refusing appends until reopened", "dir", l.dir, "err", err)
-		}
+		l.log(slog.LevelError, "wal: persistence failed; refusing appends until reopened", "dir", l.dir, "err", err)
 	}
 	l.cond.Broadcast()
 	l.wakeTailers() // they return the failure instead of waiting for records that cannot come
+}
+
+// log passes a message to Options.Logger, if any. It runs with the log's
+// locks held and in background goroutines, so a handler that panics must
+// not unwind through the log: the panic is recovered and dropped, and the
+// message with it.
+func (l *Log) log(level slog.Level, msg string, args ...any) {
+	if l.logger == nil {
+		return
+	}
+	defer func() { _ = recover() }()
+	l.logger.Log(context.Background(), level, msg, args...)
 }
 
 // wakeTailers wakes every Tailer waiting in Next (l.mu held): the durable
@@ -1008,8 +1023,8 @@ func (l *Log) prepareSegment(seq uint64) (*segment, error) {
 		if tmp := l.takeFree(path); tmp != "" {
 			if rerr := l.reuseSegment(tmp, path, hdr[:]); rerr == nil {
 				reused = true
-			} else if l.logger != nil {
-				l.logger.Warn("wal: could not reuse a free segment file; creating one", "file", tmp, "err", rerr)
+			} else {
+				l.log(slog.LevelWarn, "wal: could not reuse a free segment file; creating one", "file", tmp, "err", rerr)
 			}
 		}
 		if !reused {
