@@ -3,6 +3,7 @@ package wal
 import (
 	"fmt"
 	"runtime"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 )
@@ -13,7 +14,7 @@ import (
 // While it is on, an append takes no lock. It reserves space and indexes
 // with one compare-and-swap on fastPath.rv, writes its offsets and records
 // and makes them durable outside any lock, then waits for its turn (every
-// earlier reservation published) by reading fastPath.pub, and publishes
+// earlier reservation published) by reading fastPath.pw, and publishes
 // itself with a store. So appends copy and flush in parallel and still
 // become durable, visible and acknowledged in index order, as on the
 // locked path: an append returns only once its records and every earlier
@@ -68,9 +69,17 @@ func rvGen(rv uint64) uint64 { return rv >> 16 & (1<<16 - 1) }
 func rvK(rv uint64) uint64   { return rv >> 4 & fastMaxK }
 func rvR(rv uint64) uint64   { return rv & rvRMask }
 
-func durPack(off int, r uint64) uint64 { return uint64(off)<<4 | r }
-func durOff(da uint64) int             { return int(da >> 4) }
-func durR(da uint64) uint64            { return da & rvRMask }
+func pwPack(off int, failed bool, k, r uint64) uint64 {
+	w := uint64(off)<<32 | k<<4 | r&rvRMask
+	if failed {
+		w |= 1 << 16
+	}
+	return w
+}
+func pwOff(w uint64) int     { return int(w >> 32) }
+func pwFailed(w uint64) bool { return w&(1<<16) != 0 }
+func pwK(w uint64) uint64    { return w >> 4 & fastMaxK }
+func pwR(w uint64) uint64    { return w & rvRMask }
 
 // fastEpoch is what an epoch's appends need and nobody changes while it
 // lasts.
@@ -85,8 +94,9 @@ type fastEpoch struct {
 }
 
 // fastPath is the state of the lock-free append path. rv and the
-// publication words are on cache lines of their own: every append
-// modifies both, and nothing else shares them.
+// publication word are on cache lines of their own (the publication word
+// shares its line only with what the same appends write): every append
+// modifies both.
 type fastPath struct {
 	_ [64]byte
 	// rv is the reservation word: the next free offset in the active
@@ -95,17 +105,19 @@ type fastPath struct {
 	// reservations made in it, modulo 16 (0-3).
 	rv atomic.Uint64
 	_  [56]byte
-	// Written only by the append whose turn it is, in index order.
-	pub atomic.Uint64 // every index <= pub has been published (durable, or failed)
-	dur atomic.Uint64 // every index <= dur is durable and was acknowledged as such
-	// durAt packs the offset just past index dur (bits 4-63) and rv's
-	// reservation count (modulo 16) just after the reservation ending
-	// at dur (0-3): one store less per append (an atomic store is a
-	// locked exchange, 5-10 ns here).
-	durAt atomic.Uint64
+	// pw is the publication word, written only by the append whose turn
+	// it is, in index order, with one store (an atomic store is a locked
+	// exchange, 5-10 ns here): the offset just past the last durable
+	// index (bits 32-63), whether the log failed (bit 16), the indexes of
+	// the epoch published (4-15; durable, or failed) and rv's reservation
+	// count (modulo 16) just after the last reservation published (0-3).
+	pw atomic.Uint64
+	// frozen is the last durable index once pw's failed bit is set: the
+	// append that sets it stores it first.
+	frozen atomic.Uint64
 	// Counters of the appends published on the fast path (Stats), plain
 	// words: only the append whose turn it is writes them, between
-	// reading pub and storing it, and fastOff reads them once every
+	// reading pw and storing it, and fastOff reads them once every
 	// reservation of the epoch is published.
 	appends, bytes, fences, flushed uint64
 	_                               [64]byte
@@ -149,9 +161,9 @@ func (l *Log) fastOn() {
 	}
 	limit := min(uint64(len(seg.offs.chunks)<<offChunkBits-have), fastMaxK, maxIndex-l.next+1)
 	f.gen = (f.gen + 1) & (1<<16 - 1)
-	// durAt before ep: an append that loads the new epoch counts its
+	// pw before ep: an append that loads the new epoch counts its
 	// reservations from zero.
-	f.durAt.Store(durPack(l.dOff, 0))
+	f.pw.Store(pwPack(l.dOff, false, 0, 0))
 	f.ep.Store(&fastEpoch{
 		seg:   seg,
 		gen:   f.gen,
@@ -161,8 +173,6 @@ func (l *Log) fastOn() {
 		limit: limit,
 		slots: uint64(min(runtime.GOMAXPROCS(0), fastMaxSlots)),
 	})
-	f.pub.Store(l.durable)
-	f.dur.Store(l.durable)
 	f.seen.next = l.next
 	f.on = true
 	f.rv.Store(rvPack(l.tail, f.gen, 0, 0))
@@ -192,7 +202,7 @@ func (l *Log) fastOff() {
 	ep := f.ep.Load()
 	k := rvK(old)
 	last := ep.base + k - 1
-	for i := 0; f.pub.Load() != last; i++ {
+	for i := 0; pwK(f.pw.Load()) != k; i++ {
 		if i >= fastSpins {
 			l.mu.Unlock()
 			runtime.Gosched()
@@ -222,9 +232,11 @@ func (l *Log) catchUp() {
 		return
 	}
 	ep := f.ep.Load()
-	// dur before durAt: the offset is at least as new as the index.
-	dur := f.dur.Load()
-	off := durOff(f.durAt.Load())
+	w := f.pw.Load()
+	dur, off := ep.base+pwK(w)-1, pwOff(w)
+	if pwFailed(w) {
+		dur = f.frozen.Load()
+	}
 	rv := f.rv.Load()
 	if dur > l.durable && dur+1 >= ep.base {
 		// The offsets up to dur were written before dur was published.
@@ -327,10 +339,10 @@ func (l *Log) appendFast(one []byte, many [][]byte, total int) (first uint64, er
 	var off int
 	var k, r uint64
 	for spins := 0; ; spins++ {
-		// durAt before rv: the reservations in flight come out no fewer
+		// pw before rv: the reservations in flight come out no fewer
 		// than there are (but see fastMaxSlots), and the bytes in flight
 		// no fewer.
-		da := f.durAt.Load()
+		w := f.pw.Load()
 		old := f.rv.Load()
 		off, k, r = rvOff(old), rvK(old), rvR(old)
 		if off == fastClosed {
@@ -355,7 +367,7 @@ func (l *Log) appendFast(one []byte, many [][]byte, total int) (first uint64, er
 			continue
 		}
 		// The in-flight bound, as in reserve.
-		if d := durOff(da); off+total-d > ep.bound && off != d {
+		if d := pwOff(w); off+total-d > ep.bound && off != d {
 			if spins >= fastSpins {
 				runtime.Gosched()
 			}
@@ -364,7 +376,7 @@ func (l *Log) appendFast(one []byte, many [][]byte, total int) (first uint64, er
 		// The gate: no more reservations in flight than processors, so
 		// that no append waits for its turn behind one that is not
 		// running.
-		if (r-durR(da))&rvRMask >= ep.slots {
+		if (r-pwR(w))&rvRMask >= ep.slots {
 			f.gateWait(ep)
 			continue
 		}
@@ -374,7 +386,7 @@ func (l *Log) appendFast(one []byte, many [][]byte, total int) (first uint64, er
 	}
 	seg := ep.seg
 	first = ep.base + k
-	rs := fastResv{first: first, last: first + count - 1, end: off + total, r: (r + 1) & rvRMask}
+	rs := fastResv{first: first, k: k, kEnd: k + count, end: off + total, r: (r + 1) & rvRMask}
 	if f.failed.Load() {
 		// The log failed since the check above: write nothing, but take
 		// the turn, so that no later append waits for ever.
@@ -390,20 +402,7 @@ func (l *Log) appendFast(one []byte, many [][]byte, total int) (first uint64, er
 			p += recSize(len(r))
 		}
 	}
-	published := false
-	defer func() {
-		if !published {
-			// writeRecords panicked (a Media that panics; a memory fault
-			// is an error): fail the log and pass the turn on, so that no
-			// later append waits for ever; the panic goes on up.
-			l.fastFinish(rs, 0, 0, 0, fmt.Errorf("%w at index %d", errAppendPanicked, first))
-		}
-	}()
-	var flushed int
-	perr := guardFault(seg.path, func() (err error) {
-		flushed, err = l.writeRecords(seg, off, first, one, many)
-		return err
-	})
+	flushed, perr := l.writeFast(seg, off, rs, one, many)
 	var payload uint64
 	if many == nil {
 		payload = uint64(len(one))
@@ -412,20 +411,50 @@ func (l *Log) appendFast(one []byte, many [][]byte, total int) (first uint64, er
 			payload += uint64(len(r))
 		}
 	}
-	published = true
 	return first, l.fastFinish(rs, flushed, 1, payload, perr), true
 }
 
+// writeFast writes the records of reservation rs at off, as guardFault
+// would, but with one deferred call for both that and what the fast path
+// needs on a panic (one defer less per append): a memory fault becomes
+// the error returned, and any other panic (a Media that panics) or a
+// runtime.Goexit fails the log and passes the turn on, so that no later
+// append waits for ever, before it goes on up.
+func (l *Log) writeFast(seg *segment, off int, rs fastResv, one []byte, many [][]byte) (flushed int, err error) {
+	old := debug.SetPanicOnFault(true)
+	done := false
+	defer func() {
+		debug.SetPanicOnFault(old)
+		if done {
+			return
+		}
+		r := recover()
+		if fe, ok := r.(faultError); ok {
+			err = faultErr(seg.path, fe)
+			return
+		}
+		// A panic, or runtime.Goexit (a test's Media calling t.FailNow),
+		// where recover gives nil.
+		l.fastFinish(rs, 0, 0, 0, fmt.Errorf("%w at index %d", errAppendPanicked, rs.first))
+		if r != nil {
+			panic(r)
+		}
+	}()
+	flushed, err = l.writeRecords(seg, off, rs.first, one, many)
+	done = true
+	return flushed, err
+}
+
 // gateWait waits until fewer than ep.slots reservations are in flight,
-// ep's epoch is over, or the log failed (no reservation is counted as
-// done after that). One waiting append holds gate and reads the
+// ep's epoch is over, or the log failed (the append will not reserve
+// then). One waiting append holds gate and reads the
 // publication point; the others wait for gate, asleep.
 func (f *fastPath) gateWait(ep *fastEpoch) {
 	f.gate.Lock()
 	for i := 0; ; i++ {
-		da := f.durAt.Load()
+		w := f.pw.Load()
 		rv := f.rv.Load()
-		if rvOff(rv) == fastClosed || rvGen(rv) != ep.gen || (rvR(rv)-durR(da))&rvRMask < ep.slots || f.failed.Load() {
+		if rvOff(rv) == fastClosed || rvGen(rv) != ep.gen || (rvR(rv)-pwR(w))&rvRMask < ep.slots || f.failed.Load() {
 			break
 		}
 		if i >= gateSpins {
@@ -443,9 +472,10 @@ const gateSpins = 100
 
 // fastResv is a reservation on the fast path.
 type fastResv struct {
-	first, last uint64 // its indexes
-	end         int    // the offset just past it
-	r           uint64 // rv's reservation count (modulo 16) just after it
+	first   uint64 // its first index
+	k, kEnd uint64 // the indexes reserved in the epoch before it, and with it
+	end     int    // the offset just past it
+	r       uint64 // rv's reservation count (modulo 16) just after it
 }
 
 // fastFinish waits for the turn of reservation rs and publishes it:
@@ -459,7 +489,11 @@ func (l *Log) fastFinish(rs fastResv, flushed int, fences, payload uint64, perr 
 		l.fail(perr) // at once: later appends need not wait to learn it
 		l.mu.Unlock()
 	}
-	for i := 0; f.pub.Load() != rs.first-1; i++ {
+	var w uint64
+	for i := 0; ; i++ {
+		if w = f.pw.Load(); pwK(w) == rs.k {
+			break
+		}
 		if i >= fastSpins {
 			runtime.Gosched()
 		}
@@ -469,11 +503,16 @@ func (l *Log) fastFinish(rs fastResv, flushed int, fences, payload uint64, perr 
 	f.flushed += uint64(flushed)
 	f.fences += fences
 	failed := f.failed.Load()
-	if !failed {
-		f.durAt.Store(durPack(rs.end, rs.r))
-		f.dur.Store(rs.last)
+	end := rs.end
+	if failed {
+		if !pwFailed(w) {
+			// The first to publish since the log failed: every earlier
+			// index is durable, and none from here on counts as such.
+			f.frozen.Store(rs.first - 1)
+		}
+		end = pwOff(w)
 	}
-	f.pub.Store(rs.last)
+	f.pw.Store(pwPack(end, failed, rs.kEnd, rs.r))
 	if failed || f.watch.Load() != 0 {
 		l.mu.Lock()
 		defer l.mu.Unlock()

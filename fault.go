@@ -33,9 +33,14 @@ func guardFault(where string, f func() error) (err error) {
 			if !ok {
 				panic(r)
 			}
-			err = fmt.Errorf("%w: %s: memory fault at %#x (the file was truncated by another program, or the media failed): %v",
-				ErrCorrupt, where, fe.Addr(), fe)
+			err = faultErr(where, fe)
 		}
 	}()
 	return f()
+}
+
+// faultErr is the error for memory fault fe recovered at where.
+func faultErr(where string, fe faultError) error {
+	return fmt.Errorf("%w: %s: memory fault at %#x (the file was truncated by another program, or the media failed): %v",
+		ErrCorrupt, where, fe.Addr(), fe)
 }

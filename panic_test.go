@@ -6,6 +6,8 @@ import (
 	"errors"
 	"log/slog"
 	"os"
+	"runtime"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -187,4 +189,43 @@ func TestPanickingLogger(t *testing.T) {
 			t.Fatalf("Recovery over a torn tail = %+v, want TornTail and 4 records", rep)
 		}
 	})
+}
+
+// An append whose goroutine exits in the middle (runtime.Goexit from its
+// Media, as t.FailNow does; recover sees nothing) fails the log like a
+// panic: later appends get ErrFailed instead of waiting for its turn for
+// ever, and Close returns.
+func TestAppendGoexitFailsLog(t *testing.T) {
+	t.Setenv("WAL_PERSIST", "")
+	h, err := resolveHW("/sys")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var armed atomic.Bool
+	m := &fenceFailMedia{Media: &osMedia{hw: &h}, before: func() {
+		if armed.CompareAndSwap(true, false) {
+			runtime.Goexit()
+		}
+	}}
+	l, err := Open(t.TempDir(), &Options{SegmentSize: 1 << 20, Persist: PersistCacheFlush, Media: m})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Append([]byte("acknowledged")); err != nil {
+		t.Fatal(err)
+	}
+	armed.Store(true)
+	exited := make(chan struct{})
+	go func() {
+		defer close(exited)
+		l.Append([]byte("exits"))
+		t.Error("Append returned through a Media that calls runtime.Goexit")
+	}()
+	<-exited
+	if err := within(t, "Append", func() error { _, err := l.Append([]byte("after")); return err }); !errors.Is(err, ErrFailed) {
+		t.Fatalf("Append after an append's goroutine exited = %v, want ErrFailed", err)
+	}
+	if err := within(t, "Close", l.Close); err != nil {
+		t.Fatalf("Close = %v", err)
+	}
 }
