@@ -14,6 +14,38 @@ import (
 
 var errMediaPanic = errors.New("media panic")
 
+// openArmed opens dir with o (whose Media is m), appends "acknowledged",
+// and then arms m: the next Fence fails, or panics, as m says. It returns
+// the log and the acknowledged record's index.
+func openArmed(t *testing.T, dir string, o *Options, m *fenceFailMedia) (*Log, uint64) {
+	t.Helper()
+	l, err := Open(dir, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx, err := l.Append([]byte("acknowledged"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.mu.Lock()
+	m.armed = true
+	m.mu.Unlock()
+	return l, idx
+}
+
+// checkAcked reopens dir and checks that index idx holds "acknowledged".
+func checkAcked(t *testing.T, dir string, idx uint64) {
+	t.Helper()
+	l, err := Open(dir, &Options{SegmentSize: 1 << 20, Persist: PersistCacheFlush})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if rec, err := l.Read(idx); err != nil || string(rec) != "acknowledged" {
+		t.Fatalf("Read(%d) after reopen = %q, %v", idx, rec, err)
+	}
+}
+
 // within runs f and fails the test if it does not return in time: after an
 // append panicked, nothing may wait for it for ever.
 func within(t *testing.T, what string, f func() error) error {
@@ -43,18 +75,7 @@ func TestAppendPanicFailsLog(t *testing.T) {
 	// The first Fence after arming panics: user code (a Media) panicking
 	// in the middle of an append, after its reservation, before its commit.
 	m := &fenceFailMedia{Media: &osMedia{hw: &h}, failAt: 1, panicWith: errMediaPanic}
-	opts := &Options{SegmentSize: 1 << 20, Persist: PersistCacheFlush, Media: m}
-	l, err := Open(dir, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	idx, err := l.Append([]byte("acknowledged"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	m.mu.Lock()
-	m.armed = true
-	m.mu.Unlock()
+	l, idx := openArmed(t, dir, &Options{SegmentSize: 1 << 20, Persist: PersistCacheFlush, Media: m}, m)
 	var got any
 	func() {
 		defer func() { got = recover() }()
@@ -75,14 +96,7 @@ func TestAppendPanicFailsLog(t *testing.T) {
 	if err := within(t, "Close", l.Close); err != nil {
 		t.Fatalf("Close after a panicked append = %v", err)
 	}
-	l, err = Open(dir, &Options{SegmentSize: 1 << 20, Persist: PersistCacheFlush})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	if rec, err := l.Read(idx); err != nil || string(rec) != "acknowledged" {
-		t.Fatalf("Read(%d) after reopen = %q, %v", idx, rec, err)
-	}
+	checkAcked(t, dir, idx)
 }
 
 // panicHandler is a slog.Handler that panics on every record.
@@ -120,17 +134,7 @@ func TestPanickingLogger(t *testing.T) {
 	t.Run("failure", func(t *testing.T) {
 		dir := t.TempDir()
 		m := &fenceFailMedia{Media: &osMedia{hw: &h}, failAt: 1}
-		l, err := Open(dir, &Options{SegmentSize: 1 << 20, Persist: PersistCacheFlush, Media: m, Logger: logger})
-		if err != nil {
-			t.Fatal(err)
-		}
-		idx, err := l.Append([]byte("acknowledged"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		m.mu.Lock()
-		m.armed = true
-		m.mu.Unlock()
+		l, idx := openArmed(t, dir, &Options{SegmentSize: 1 << 20, Persist: PersistCacheFlush, Media: m, Logger: logger}, m)
 		if err := noPanic("Append meeting a failed flush", func() error { _, err := l.Append([]byte("fails")); return err }); !errors.Is(err, ErrFailed) || !errors.Is(err, errInjectedFence) {
 			t.Fatalf("Append meeting a failed flush = %v, want ErrFailed wrapping the flush error", err)
 		}
@@ -143,14 +147,7 @@ func TestPanickingLogger(t *testing.T) {
 		if err := noPanic("Close", l.Close); err != nil {
 			t.Fatalf("Close after the failure = %v", err)
 		}
-		l, err = Open(dir, &Options{SegmentSize: 1 << 20, Persist: PersistCacheFlush})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer l.Close()
-		if rec, err := l.Read(idx); err != nil || string(rec) != "acknowledged" {
-			t.Fatalf("Read(%d) after reopen = %q, %v", idx, rec, err)
-		}
+		checkAcked(t, dir, idx)
 	})
 
 	t.Run("torn tail", func(t *testing.T) {
