@@ -447,8 +447,8 @@ func (l *Log) writeFast(seg *segment, off int, rs fastResv, one []byte, many [][
 
 // gateWait waits until fewer than ep.slots reservations are in flight,
 // ep's epoch is over, or the log failed (the append will not reserve
-// then). One waiting append holds gate and reads the
-// publication point; the others wait for gate, asleep.
+// then). One waiting append holds gate and reads the publication point;
+// the others wait for gate, asleep.
 func (f *fastPath) gateWait(ep *fastEpoch) {
 	f.gate.Lock()
 	for i := 0; ; i++ {
