@@ -393,6 +393,7 @@ func (l *Log) appendFast(one []byte, many [][]byte, total int) (first uint64, er
 		return first, l.fastFinish(rs, 0, 0, 0, nil), true
 	}
 	i := int(first - seg.first)
+	payload := uint64(len(one))
 	if many == nil {
 		seg.offs.chunks[i>>offChunkBits][i&offChunkMask] = uint32(off)
 	} else {
@@ -400,17 +401,10 @@ func (l *Log) appendFast(one []byte, many [][]byte, total int) (first uint64, er
 		for j, r := range many {
 			seg.offs.chunks[(i+j)>>offChunkBits][(i+j)&offChunkMask] = uint32(p)
 			p += recSize(len(r))
-		}
-	}
-	flushed, perr := l.writeFast(seg, off, rs, one, many)
-	var payload uint64
-	if many == nil {
-		payload = uint64(len(one))
-	} else {
-		for _, r := range many {
 			payload += uint64(len(r))
 		}
 	}
+	flushed, perr := l.writeFast(seg, off, rs, one, many)
 	return first, l.fastFinish(rs, flushed, 1, payload, perr), true
 }
 
