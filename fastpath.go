@@ -106,11 +106,12 @@ type fastPath struct {
 	rv atomic.Uint64
 	_  [56]byte
 	// pw is the publication word, written only by the append whose turn
-	// it is, in index order, with one store (an atomic store is a locked
-	// exchange, 5-10 ns here): the offset just past the last durable
-	// index (bits 32-63), whether the log failed (bit 16), the indexes of
-	// the epoch published (4-15; durable, or failed) and rv's reservation
-	// count (modulo 16) just after the last reservation published (0-3).
+	// it is, in index order, with one store (a plain one where
+	// hw.plainPublish says so: see fastFinish): the offset just past the
+	// last durable index (bits 32-63), whether the log failed (bit 16),
+	// the indexes of the epoch published (4-15; durable, or failed) and
+	// rv's reservation count (modulo 16) just after the last reservation
+	// published (0-3).
 	pw atomic.Uint64
 	// frozen is the last durable index once pw's failed bit is set: the
 	// append that sets it stores it first.
@@ -506,7 +507,15 @@ func (l *Log) fastFinish(rs fastResv, flushed int, fences, payload uint64, perr 
 		}
 		end = pwOff(w)
 	}
-	f.pw.Store(pwPack(end, failed, rs.kEnd, rs.r))
+	if w = pwPack(end, failed, rs.kEnd, rs.r); l.hw.plainPublish {
+		// The append returns while its fenced stores drain; a Tailer
+		// that announces its wait after the load of watch below, and
+		// then misses this store, would not be woken: it calls
+		// membarrier between the two (Tailer.step).
+		storeRelease(&f.pw, w)
+	} else {
+		f.pw.Store(w)
+	}
 	if failed || f.watch.Load() != 0 {
 		l.mu.Lock()
 		defer l.mu.Unlock()

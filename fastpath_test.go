@@ -3,9 +3,12 @@ package wal
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"math/rand/v2"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -372,3 +375,84 @@ func TestFastPathGate(t *testing.T) {
 		t.Fatalf("%d appends on the fast path, want the three", fast-fast0)
 	}
 }
+
+// TestTailerWakeUpPublish runs a Tailer that is about to wait, or
+// waiting, when the next record is published, once per way of
+// publishing (WAL_PUBLISH): with the plain store, an append's load of
+// the waiting flag may pass its publication, so without the Tailer's
+// membarrier a wake-up can be lost, and the Tailer would wait until the
+// next append, which here comes only after it returned the last one. A
+// random pause before each append moves the publication across the
+// Tailer's window. The race is one of timing: without the membarrier,
+// this test failed in several of 20 runs, not in each.
+func TestTailerWakeUpPublish(t *testing.T) {
+	if runtime.GOMAXPROCS(0) < 2 {
+		t.Skip("needs the appender and the Tailer running at once")
+	}
+	for _, pub := range []string{"store", "xchg"} {
+		t.Run(pub, func(t *testing.T) {
+			t.Setenv("WAL_PUBLISH", pub)
+			if _, err := DetectHardware(); err != nil {
+				t.Skip(err) // no plain store in this build or kernel
+			}
+			l := openFast(t)
+			defer l.Close()
+			if got := l.Hardware().Publish; got != pub {
+				t.Fatalf("Hardware().Publish = %q, want %q", got, pub)
+			}
+			n := 20000
+			if testing.Short() {
+				n = 2000
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			var seen atomic.Uint64
+			tailErr := make(chan error, 1)
+			go func() {
+				tl := l.Tail(1)
+				var buf []byte
+				for {
+					i, b, err := tl.Next(ctx, buf)
+					if err != nil {
+						tailErr <- err
+						return
+					}
+					if want := fmt.Sprint(i); string(b) != want {
+						tailErr <- fmt.Errorf("record %d = %q, want %q", i, b, want)
+						return
+					}
+					buf = b
+					seen.Store(i)
+				}
+			}()
+			deadline := time.Now().Add(20 * time.Second)
+			rng := rand.New(rand.NewPCG(1, 2))
+			for i := uint64(1); i <= uint64(n); i++ {
+				for range rng.IntN(200) {
+					spinSink.Add(1)
+				}
+				if got, err := l.Append([]byte(fmt.Sprint(i))); err != nil || got != i {
+					t.Fatalf("Append %d = %d, %v", i, got, err)
+				}
+				for seen.Load() < i {
+					select {
+					case err := <-tailErr:
+						t.Fatalf("tailer: %v", err)
+					default:
+					}
+					if time.Now().After(deadline) {
+						t.Fatalf("the tailer is stuck at %d after append %d: a lost wake-up", seen.Load(), i)
+					}
+					runtime.Gosched()
+				}
+			}
+			cancel()
+			if err := <-tailErr; !errors.Is(err, context.Canceled) {
+				t.Fatalf("tailer ended with %v, want context.Canceled", err)
+			}
+		})
+	}
+}
+
+// spinSink is what TestTailerWakeUpPublish's pauses count into.
+var spinSink atomic.Uint64

@@ -33,6 +33,18 @@ import (
 //		thread has reached the persistence domain (SFENCE). Nothing on the
 //		portable path, whose flushes are synchronous msyncs.
 //
+//	storeRelease(addr, v)
+//		Stores v at *addr, read elsewhere with atomic loads, without
+//		waiting for it or for any earlier store to complete: a plain MOV
+//		on amd64, which x86 makes visible only after every earlier store
+//		(and, after a drain, every earlier flush and non-temporal store),
+//		so a thread that loads v finds all of those done. Unlike an
+//		atomic store (XCHG, a locked instruction, which waits until the
+//		drained stores are complete), later loads of the same thread may
+//		pass it: where that matters, the other side calls membarrier
+//		(membarrier.go). plainStoreRelease says which kind this build
+//		has; on the portable path it is an atomic store.
+//
 // A commit is any number of flushes and non-temporal copies followed by
 // exactly one drain. hw (below) chooses among them once per Log.
 
@@ -51,11 +63,15 @@ const (
 var flushNames = [...]string{"clwb", "clflushopt", "clflush", "none", "msync"}
 
 // hw is how one Log makes stores durable: resolved once at Open from the
-// CPU, the platform and the environment (WAL_FLUSH, WAL_EADR, WAL_NT_THRESHOLD).
+// CPU, the platform and the environment (WAL_FLUSH, WAL_EADR,
+// WAL_NT_THRESHOLD, WAL_PUBLISH).
 type hw struct {
 	flush int // one of the flush constants
 	eadr  bool
 	ntMin int // payloads of at least ntMin bytes use non-temporal stores; -1: never
+	// plainPublish: appends publish with storeRelease's plain store
+	// instead of an atomic one (WAL_PUBLISH; fastpath.go).
+	plainPublish bool
 }
 
 // Hardware describes how a Log makes its appends durable on the persistent
@@ -76,16 +92,28 @@ type Hardware struct {
 	NTStores string
 	// CPU is the CPU vendor string, for reports.
 	CPU string
+	// Publish is how an append on the persistent-memory paths publishes
+	// itself once its fence has retired: "store" (a plain store, so that
+	// Append returns while the fenced stores drain, as PMDK's
+	// pmem_persist does) or "xchg" (an atomic exchange, which waits until
+	// they are complete; the only choice of the portable build, of -race
+	// builds, and where membarrier(2) is unavailable, which tailing
+	// readers need with "store").
+	Publish string
 }
 
 func (h hw) describe() Hardware {
-	return Hardware{Flush: flushNames[h.flush], EADR: h.eadr, NTThreshold: h.ntMin, NTStores: ntStoresName(h.ntMin), CPU: cpuVendor()}
+	pub := "xchg"
+	if h.plainPublish {
+		pub = "store"
+	}
+	return Hardware{Flush: flushNames[h.flush], EADR: h.eadr, NTThreshold: h.ntMin, NTStores: ntStoresName(h.ntMin), CPU: cpuVendor(), Publish: pub}
 }
 
 // DetectHardware reports what a Log opened now would use on the persistent
 // memory paths, after the environment overrides WAL_FLUSH
-// (clwb|clflushopt|clflush), WAL_EADR (0|1) and WAL_NT_THRESHOLD (bytes, or
-// "off").
+// (clwb|clflushopt|clflush), WAL_EADR (0|1), WAL_NT_THRESHOLD (bytes, or
+// "off") and WAL_PUBLISH (store|xchg).
 func DetectHardware() (Hardware, error) {
 	h, err := resolveHW("/sys")
 	return h.describe(), err
@@ -131,6 +159,23 @@ func resolveHW(sysfs string) (hw, error) {
 		if !ntSupported() {
 			h.ntMin = -1
 		}
+	}
+	// The plain store needs the assembly, a build without -race (whose
+	// detector must see each publication as atomic) and membarrier
+	// (registered only if it may be used: the first registration of a
+	// process can take milliseconds).
+	plainOK := func() bool { return plainStoreRelease && !raceEnabled && membarrierOK() }
+	switch v := os.Getenv("WAL_PUBLISH"); {
+	case v == "":
+		h.plainPublish = plainOK()
+	case strings.EqualFold(v, "xchg"):
+	case strings.EqualFold(v, "store"):
+		if !plainOK() {
+			return h, fmt.Errorf("wal: WAL_PUBLISH=%q: not available in this build or kernel (needs amd64 without purego or race, and membarrier)", v)
+		}
+		h.plainPublish = true
+	default:
+		return h, fmt.Errorf("wal: WAL_PUBLISH=%q: want store or xchg", v)
 	}
 	if h.eadr && h.flush != flushMsync {
 		h.flush = flushNone

@@ -3,6 +3,7 @@
 package wal
 
 import (
+	"sync/atomic"
 	"unsafe"
 
 	"golang.org/x/sys/cpu"
@@ -27,6 +28,16 @@ func storeNT(dst, src unsafe.Pointer, n uintptr)
 func sfence()
 
 func drain() { sfence() }
+
+// storeRelease stores v at addr with a plain MOV (flush_amd64.s): see the
+// contract in flush.go.
+//
+//go:noescape
+func storeRelease(addr *atomic.Uint64, v uint64)
+
+// plainStoreRelease reports that storeRelease is a plain store, which
+// later loads of the same thread may pass.
+const plainStoreRelease = true
 
 // hasAVX2 is read by storeNT; set once at start-up.
 var hasAVX2 = cpu.X86.HasAVX2

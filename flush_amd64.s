@@ -225,3 +225,13 @@ xxhdone:
 	MOVQ R10, 16(DX)
 	MOVQ R11, 24(DX)
 	RET
+
+// func storeRelease(addr *atomic.Uint64, v uint64)
+//
+// A plain MOV: x86 makes it visible after every earlier store and does
+// not wait for any of them to complete (see the contract in flush.go).
+TEXT ·storeRelease(SB), NOSPLIT, $0-16
+	MOVQ addr+0(FP), AX
+	MOVQ v+8(FP), BX
+	MOVQ BX, 0(AX)
+	RET

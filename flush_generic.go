@@ -2,7 +2,10 @@
 
 package wal
 
-import "unsafe"
+import (
+	"sync/atomic"
+	"unsafe"
+)
 
 // The portable path has no cache-line instructions: every flush is an
 // msync of the pages (flushMsync), complete on return. Persistence is
@@ -19,6 +22,12 @@ func storeNT(dst, src unsafe.Pointer, n uintptr) {
 }
 
 func drain() {}
+
+// storeRelease is an atomic store here: sequentially consistent, so
+// nothing need pair it with a barrier.
+func storeRelease(addr *atomic.Uint64, v uint64) { addr.Store(v) }
+
+const plainStoreRelease = false
 
 func defaultFlush() int            { return flushMsync }
 func flushSupported(kind int) bool { return false }

@@ -212,8 +212,15 @@ func TestResolveHWEnvironment(t *testing.T) {
 		{map[string]string{"WAL_NT_THRESHOLD": "-5"}, true, nil},
 		{map[string]string{"WAL_NT_THRESHOLD": "12x"}, true, nil},
 		{map[string]string{"WAL_NT_THRESHOLD": "512"}, false, func(h hw) bool { return h.ntMin == 512 || !ntSupported() }},
+		{map[string]string{"WAL_PUBLISH": "xchg"}, false, func(h hw) bool { return !h.plainPublish }},
+		{map[string]string{"WAL_PUBLISH": "XCHG"}, false, func(h hw) bool { return !h.plainPublish }},
+		{map[string]string{"WAL_PUBLISH": "lock"}, true, nil},
+		// The default: the plain store wherever it is safe.
+		{map[string]string{}, false, func(h hw) bool {
+			return h.plainPublish == (plainStoreRelease && !raceEnabled && membarrierOK()) && h.describe().Publish == map[bool]string{true: "store", false: "xchg"}[h.plainPublish]
+		}},
 	} {
-		for _, k := range []string{"WAL_EADR", "WAL_FLUSH", "WAL_NT_THRESHOLD"} {
+		for _, k := range []string{"WAL_EADR", "WAL_FLUSH", "WAL_NT_THRESHOLD", "WAL_PUBLISH"} {
 			t.Setenv(k, tc.env[k])
 		}
 		h, err := resolveHW(root)
@@ -224,6 +231,17 @@ func TestResolveHWEnvironment(t *testing.T) {
 			t.Fatalf("%v: got %+v", tc.env, h)
 		}
 	}
+	// The plain store only where it is safe: with -race the detector must
+	// see each publication, and tailers need membarrier.
+	t.Setenv("WAL_PUBLISH", "store")
+	h, err := resolveHW(root)
+	if ok := plainStoreRelease && !raceEnabled && membarrierOK(); ok != (err == nil) || err == nil && !h.plainPublish {
+		t.Fatalf("WAL_PUBLISH=store: got %+v, err %v; want it to be taken only where it is safe (%v)", h, err, ok)
+	}
+	if raceEnabled && err == nil {
+		t.Fatal("WAL_PUBLISH=store accepted in a -race build")
+	}
+	t.Setenv("WAL_PUBLISH", "")
 	for _, k := range []int{flushCLWB, flushCLFLUSHOPT, flushCLFLUSH} {
 		t.Setenv("WAL_FLUSH", flushNames[k])
 		h, err := resolveHW(root)

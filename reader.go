@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"iter"
+	"time"
 )
 
 // Records iterates over the records from index from to LastIndex() as it
@@ -120,7 +121,14 @@ type Tailer struct {
 	next     uint64
 	returned bool   // Next has returned record next-1
 	cuts     uint64 // l.cuts when it was returned or last checked
+	poll     bool   // membarrier failed in the last wait: look again after tailerPoll
 }
+
+// tailerPoll is how long a Tailer waits before it looks again when
+// membarrier failed, so that a publication it may have missed cannot keep
+// it waiting (fastFinish). The kernel refuses membarrier only when it runs
+// out of memory.
+const tailerPoll = 100 * time.Microsecond
 
 // Next returns the next record, waiting until it is durable or ctx is
 // done. The payload is appended to buf[:0] (so a reused buffer costs no
@@ -146,8 +154,13 @@ func (t *Tailer) Next(ctx context.Context, buf []byte) (uint64, []byte, error) {
 		if err != nil || grew == nil {
 			return index, out, err
 		}
+		var poll <-chan time.Time
+		if t.poll {
+			poll = time.After(tailerPoll)
+		}
 		select {
 		case <-grew: // LastIndex advanced, or the log failed or was closed
+		case <-poll:
 		case <-ctx.Done():
 			return 0, nil, ctx.Err()
 		}
@@ -169,6 +182,15 @@ func (t *Tailer) step(buf []byte) (uint64, []byte, chan struct{}, error) {
 			l.grew = make(chan struct{})
 		}
 		l.fast.watch.Store(1)
+		t.poll = false
+		if l.hw.plainPublish && l.fast.on {
+			// An append publishes with a plain store, and its load of
+			// watch may pass it: make every running appender's store
+			// visible, and its next load see watch (fastFinish). No
+			// epoch can open while l.mu is held, and an append of a
+			// later one loads watch after its opening.
+			t.poll = !membarrier()
+		}
 		before := l.durable
 		l.catchUp()
 		if l.durable == before {

@@ -402,7 +402,8 @@ func (l *Log) Recovery() RecoveryReport {
 }
 
 // Hardware reports how this Log makes appends durable on the persistent
-// memory paths: flush instruction, eADR and non-temporal threshold.
+// memory paths: flush instruction, eADR, non-temporal threshold and how
+// an append publishes itself.
 func (l *Log) Hardware() Hardware { return l.hw.describe() }
 
 // FirstIndex returns the index of the first record. For an empty log it is
