@@ -138,6 +138,7 @@ type fastPath struct {
 	closing bool                                                   // fastOff is waiting for the epoch's appends
 	gen     uint64                                                 // generation of the last epoch
 	seen    struct{ appends, bytes, fences, flushed, next uint64 } // what catchUp has counted
+	fenced  bool                                                   // a Tailer called membarrier since watch was set (Tailer.step)
 }
 
 // fastOn opens an epoch (l.mu held) when the fast path can run: a
@@ -510,8 +511,9 @@ func (l *Log) fastFinish(rs fastResv, flushed int, fences, payload uint64, perr 
 	if w = pwPack(end, failed, rs.kEnd, rs.r); l.hw.plainPublish {
 		// The append returns while its fenced stores drain; a Tailer
 		// that announces its wait after the load of watch below, and
-		// then misses this store, would not be woken: it calls
-		// membarrier between the two (Tailer.step).
+		// then misses this store, would not be woken: the first Tailer
+		// to wait since watch was set calls membarrier between the two
+		// (Tailer.step).
 		storeRelease(&f.pw, w)
 	} else {
 		f.pw.Store(w)

@@ -390,67 +390,134 @@ func TestTailerWakeUpPublish(t *testing.T) {
 		t.Skip("needs the appender and the Tailer running at once")
 	}
 	for _, pub := range []string{"store", "xchg"} {
-		t.Run(pub, func(t *testing.T) {
-			t.Setenv("WAL_PUBLISH", pub)
-			if _, err := DetectHardware(); err != nil {
-				t.Skip(err) // no plain store in this build or kernel
-			}
-			l := openFast(t)
-			defer l.Close()
-			if got := l.Hardware().Publish; got != pub {
-				t.Fatalf("Hardware().Publish = %q, want %q", got, pub)
-			}
-			n := 20000
-			if testing.Short() {
-				n = 2000
-			}
-			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
-			var seen atomic.Uint64
-			tailErr := make(chan error, 1)
-			go func() {
-				tl := l.Tail(1)
-				var buf []byte
-				for {
-					i, b, err := tl.Next(ctx, buf)
-					if err != nil {
-						tailErr <- err
-						return
-					}
-					if want := fmt.Sprint(i); string(b) != want {
-						tailErr <- fmt.Errorf("record %d = %q, want %q", i, b, want)
-						return
-					}
-					buf = b
-					seen.Store(i)
+		// With several Tailers, only the first to wait after a wake-up
+		// calls membarrier; the others rely on it.
+		for _, tailers := range []int{1, 3} {
+			t.Run(fmt.Sprintf("%s/tailers=%d", pub, tailers), func(t *testing.T) {
+				t.Setenv("WAL_PUBLISH", pub)
+				if _, err := DetectHardware(); err != nil {
+					t.Skip(err) // no plain store in this build or kernel
 				}
-			}()
-			deadline := time.Now().Add(20 * time.Second)
-			rng := rand.New(rand.NewPCG(1, 2))
-			for i := uint64(1); i <= uint64(n); i++ {
-				for range rng.IntN(200) {
-					spinSink.Add(1)
+				testTailerWakeUp(t, pub, tailers)
+			})
+		}
+	}
+}
+
+func testTailerWakeUp(t *testing.T, pub string, tailers int) {
+	l := openFast(t)
+	defer l.Close()
+	if got := l.Hardware().Publish; got != pub {
+		t.Fatalf("Hardware().Publish = %q, want %q", got, pub)
+	}
+	n := 20000
+	if testing.Short() {
+		n = 2000
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	seen := make([]atomic.Uint64, tailers)
+	tailErr := make(chan error, tailers)
+	for k := range seen {
+		go func() {
+			tl := l.Tail(1)
+			var buf []byte
+			for {
+				i, b, err := tl.Next(ctx, buf)
+				if err != nil {
+					tailErr <- fmt.Errorf("tailer %d: %w", k, err)
+					return
 				}
-				if got, err := l.Append([]byte(fmt.Sprint(i))); err != nil || got != i {
-					t.Fatalf("Append %d = %d, %v", i, got, err)
+				if want := fmt.Sprint(i); string(b) != want {
+					tailErr <- fmt.Errorf("tailer %d: record %d = %q, want %q", k, i, b, want)
+					return
 				}
-				for seen.Load() < i {
-					select {
-					case err := <-tailErr:
-						t.Fatalf("tailer: %v", err)
-					default:
-					}
-					if time.Now().After(deadline) {
-						t.Fatalf("the tailer is stuck at %d after append %d: a lost wake-up", seen.Load(), i)
-					}
-					runtime.Gosched()
-				}
+				buf = b
+				seen[k].Store(i)
 			}
-			cancel()
-			if err := <-tailErr; !errors.Is(err, context.Canceled) {
-				t.Fatalf("tailer ended with %v, want context.Canceled", err)
+		}()
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := uint64(1); i <= uint64(n); i++ {
+		for range rng.IntN(200) {
+			spinSink.Add(1)
+		}
+		if got, err := l.Append([]byte(fmt.Sprint(i))); err != nil || got != i {
+			t.Fatalf("Append %d = %d, %v", i, got, err)
+		}
+		for k := range seen {
+			for seen[k].Load() < i {
+				select {
+				case err := <-tailErr:
+					t.Fatal(err)
+				default:
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("tailer %d is stuck at %d after append %d: a lost wake-up", k, seen[k].Load(), i)
+				}
+				runtime.Gosched()
 			}
-		})
+		}
+	}
+	cancel()
+	for range seen {
+		if err := <-tailErr; !errors.Is(err, context.Canceled) {
+			t.Fatalf("%v, want context.Canceled", err)
+		}
+	}
+}
+
+// TestTailerFenced checks the bookkeeping that lets only the first
+// waiting Tailer call membarrier: set once one has, cleared with the
+// waiting flag when the Tailers are woken, so that the next wait calls it
+// again.
+func TestTailerFenced(t *testing.T) {
+	t.Setenv("WAL_PUBLISH", "store")
+	if _, err := DetectHardware(); err != nil {
+		t.Skip(err)
+	}
+	l := openFast(t)
+	defer l.Close()
+	state := func() (on, fenced bool, watch int32) {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		return l.fast.on, l.fast.fenced, l.fast.watch.Load()
+	}
+	if _, err := l.Append([]byte("x")); err != nil { // opens the fast path
+		t.Fatal(err)
+	}
+	if on, fenced, _ := state(); !on || fenced {
+		t.Fatalf("after an append: fast path on %v, fenced %v; want on, not fenced", on, fenced)
+	}
+	for round := uint64(1); round <= 3; round++ {
+		got := make(chan error, 1)
+		go func() {
+			i, _, err := l.Tail(round+1).Next(context.Background(), nil)
+			if err == nil && i != round+1 {
+				err = fmt.Errorf("Next = %d, want %d", i, round+1)
+			}
+			got <- err
+		}()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			if _, fenced, watch := state(); fenced && watch == 1 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d: the waiting Tailer never called membarrier", round)
+			}
+			time.Sleep(time.Millisecond)
+		}
+		if _, err := l.Append([]byte("x")); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-got; err != nil {
+			t.Fatalf("round %d: %v", round, err)
+		}
+		if _, fenced, watch := state(); fenced || watch != 0 {
+			t.Fatalf("round %d: after the wake-up fenced %v, watch %d; want both cleared", round, fenced, watch)
+		}
 	}
 }
 

@@ -183,13 +183,17 @@ func (t *Tailer) step(buf []byte) (uint64, []byte, chan struct{}, error) {
 		}
 		l.fast.watch.Store(1)
 		t.poll = false
-		if l.hw.plainPublish && l.fast.on {
+		if l.hw.plainPublish && l.fast.on && !l.fast.fenced {
 			// An append publishes with a plain store, and its load of
 			// watch may pass it: make every running appender's store
 			// visible, and its next load see watch (fastFinish). No
 			// epoch can open while l.mu is held, and an append of a
-			// later one loads watch after its opening.
+			// later one loads watch after its opening. Once that is
+			// done, until watch is cleared, the next Tailer to wait
+			// need not do it again: every publication since is either
+			// seen by it or sees watch.
 			t.poll = !membarrier()
+			l.fast.fenced = !t.poll
 		}
 		before := l.durable
 		l.catchUp()

@@ -954,6 +954,7 @@ func (l *Log) wakeTailers() {
 		close(l.grew)
 		l.grew = nil
 		l.fast.watch.Store(0)
+		l.fast.fenced = false
 	}
 }
 
