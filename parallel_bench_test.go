@@ -176,41 +176,49 @@ func BenchmarkAppendIndependent(b *testing.B) {
 }
 
 // BenchmarkAppendTailed measures appends of 64 B on /dev/shm with
-// PersistCacheFlush while a Tailer follows them: ns/op is until the
-// Tailer has returned every record, appends/s the appender's own rate.
-// The Tailer catches up and waits over and over, so this is where its
-// waiting costs the appender something (with WAL_PUBLISH=store, a
-// membarrier per wait).
+// PersistCacheFlush while one or three Tailers follow them: ns/op is
+// until every Tailer has returned every record, appends/s the appender's
+// own rate. The Tailers catch up and wait over and over, so this is where
+// their waiting costs the appender something (with WAL_PUBLISH=store, a
+// membarrier by the first Tailer to wait after each wake-up).
 func BenchmarkAppendTailed(b *testing.B) {
-	l := benchOpen(b)
-	data := make([]byte, 64)
-	tl := l.Tail(1)
-	done := make(chan error, 1)
-	b.SetBytes(int64(len(data)))
-	b.ReportAllocs()
-	b.ResetTimer()
-	go func() {
-		var buf []byte
-		for i := 1; i <= b.N; i++ {
-			got, rec, err := tl.Next(context.Background(), buf)
-			if err != nil || got != uint64(i) {
-				done <- fmt.Errorf("Next = %d, %v; want %d", got, err, i)
-				return
+	for _, tailers := range []int{1, 3} {
+		b.Run(fmt.Sprintf("tailers=%d", tailers), func(b *testing.B) {
+			l := benchOpen(b)
+			data := make([]byte, 64)
+			done := make(chan error, tailers)
+			b.SetBytes(int64(len(data)))
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range tailers {
+				tl := l.Tail(1)
+				go func() {
+					var buf []byte
+					for i := 1; i <= b.N; i++ {
+						got, rec, err := tl.Next(context.Background(), buf)
+						if err != nil || got != uint64(i) {
+							done <- fmt.Errorf("Next = %d, %v; want %d", got, err, i)
+							return
+						}
+						buf = rec
+					}
+					done <- nil
+				}()
 			}
-			buf = rec
-		}
-		done <- nil
-	}()
-	start := time.Now()
-	for i := 1; i <= b.N; i++ {
-		if _, err := l.Append(data); err != nil {
-			b.Fatal(err)
-		}
+			start := time.Now()
+			for i := 1; i <= b.N; i++ {
+				if _, err := l.Append(data); err != nil {
+					b.Fatal(err)
+				}
+			}
+			elapsed := time.Since(start)
+			for range tailers {
+				if err := <-done; err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "appends/s")
+		})
 	}
-	elapsed := time.Since(start)
-	if err := <-done; err != nil {
-		b.Fatal(err)
-	}
-	b.StopTimer()
-	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "appends/s")
 }
