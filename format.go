@@ -65,12 +65,17 @@ func encodeRecHeader(hdr []byte, salt, index uint64, data []byte, batchLeft, bat
 // xxhash64 is already known (computed while it was copied).
 func encodeRecHeaderSum(hdr []byte, salt, index uint64, n int, batchLeft, batchPos uint32, payloadSum uint64) {
 	_ = hdr[recHeaderSize-1]
+	// The three words after the checksum, composed in registers and
+	// hashed from there: reading them back from hdr would load 8 bytes
+	// stored 4 at a time, which the store buffer cannot forward, so the
+	// load would wait until every earlier store is complete, on the
+	// append path the previous record's fenced stores too.
+	w2 := uint64(uint32(n)) | uint64(batchLeft)<<32
+	w3 := uint64(batchPos) // and 4 zero bytes
+	le.PutUint64(hdr[0:], xxhSum32(index, w2, w3, payloadSum)^salt)
 	le.PutUint64(hdr[8:], index)
-	le.PutUint32(hdr[16:], uint32(n))
-	le.PutUint32(hdr[20:], batchLeft)
-	le.PutUint32(hdr[24:], batchPos)
-	le.PutUint32(hdr[28:], 0)
-	le.PutUint64(hdr[0:], chainSum(hdr, payloadSum, salt))
+	le.PutUint64(hdr[16:], w2)
+	le.PutUint64(hdr[24:], w3)
 }
 
 // recordSum is a record's checksum: xxhash64 of the 24 header bytes after

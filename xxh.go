@@ -92,17 +92,19 @@ func xxhFinish(acc *[4]uint64, total int, tail []byte) uint64 {
 // a buffer or a call into the general routine. The chain sum of every
 // record header is one.
 func xxhSum32(w0, w1, w2, w3 uint64) uint64 {
-	acc := xxhInit()
-	acc[0] = xxhRound(acc[0], w0)
-	acc[1] = xxhRound(acc[1], w1)
-	acc[2] = xxhRound(acc[2], w2)
-	acc[3] = xxhRound(acc[3], w3)
-	h := bits.RotateLeft64(acc[0], 1) + bits.RotateLeft64(acc[1], 7) +
-		bits.RotateLeft64(acc[2], 12) + bits.RotateLeft64(acc[3], 18)
-	h = xxhMerge(h, acc[0])
-	h = xxhMerge(h, acc[1])
-	h = xxhMerge(h, acc[2])
-	h = xxhMerge(h, acc[3])
+	// Four locals, not xxhInit's array, which the compiler keeps in
+	// memory: stores on the append path, where each one counts.
+	p1, p2 := xxhP1, xxhP2 // wrapping arithmetic, as the algorithm wants
+	a0 := xxhRound(p1+p2, w0)
+	a1 := xxhRound(p2, w1)
+	a2 := xxhRound(0, w2)
+	a3 := xxhRound(-p1, w3)
+	h := bits.RotateLeft64(a0, 1) + bits.RotateLeft64(a1, 7) +
+		bits.RotateLeft64(a2, 12) + bits.RotateLeft64(a3, 18)
+	h = xxhMerge(h, a0)
+	h = xxhMerge(h, a1)
+	h = xxhMerge(h, a2)
+	h = xxhMerge(h, a3)
 	h += 32
 	h ^= h >> 33
 	h *= xxhP2
