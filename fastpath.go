@@ -91,6 +91,7 @@ type fastEpoch struct {
 	bound int    // the in-flight bound in effect, in bytes
 	limit uint64 // reservations the epoch may make: the offset chunks allocated and the indexes left
 	slots uint64 // reservations that may be in flight at once: GOMAXPROCS, at most fastMaxSlots
+	owner uint64 // 1 + the processor that owns the epoch and alone reserves in it (bias.go); 0: none
 }
 
 // fastPath is the state of the lock-free append path. rv and the
@@ -104,7 +105,17 @@ type fastPath struct {
 	// (16-31), the indexes reserved in the epoch (4-15) and the
 	// reservations made in it, modulo 16 (0-3).
 	rv atomic.Uint64
-	_  [56]byte
+	// busy is 1 while the owner of a biased epoch is between its check
+	// of revoked and its store of rv (bias.go); only the owner writes it.
+	busy atomic.Uint64
+	// lastP is 1 + the processor of the epoch's last reservation made
+	// with the compare-and-swap (0: none yet), and streak how many
+	// reservations in a row came from it (noteP; plain stores, a
+	// heuristic). mixed: an append met an epoch another processor owns.
+	lastP  atomic.Uint64
+	streak atomic.Uint64
+	mixed  atomic.Bool
+	_      [28]byte
 	// pw is the publication word, written only by the append whose turn
 	// it is, in index order, with one store (a plain one where
 	// hw.plainPublish says so: see fastFinish): the offset just past the
@@ -127,7 +138,9 @@ type fastPath struct {
 	ep     atomic.Pointer[fastEpoch]
 	failed atomic.Bool  // the log failed: publish nothing as durable
 	watch  atomic.Int32 // a Tailer waits: publishers must wake it (catchUp)
-	_      [64]byte
+	// revoked: fastOff is taking a biased epoch from its owner (bias.go).
+	revoked atomic.Uint32
+	_       [64]byte
 
 	// gate is held by the one append that waits for a slot; the others
 	// wait for gate.
@@ -139,6 +152,7 @@ type fastPath struct {
 	gen     uint64                                                 // generation of the last epoch
 	seen    struct{ appends, bytes, fences, flushed, next uint64 } // what catchUp has counted
 	fenced  bool                                                   // a Tailer called membarrier since watch was set (Tailer.step)
+	bias    struct{ skip, penalty, revokes, contended int }        // epochs to open unowned, and how many after the next contention; owned epochs closed, and closed for contention (bias.go)
 }
 
 // fastOn opens an epoch (l.mu held) when the fast path can run: a
@@ -163,6 +177,10 @@ func (l *Log) fastOn() {
 	}
 	limit := min(uint64(len(seg.offs.chunks)<<offChunkBits-have), fastMaxK, maxIndex-l.next+1)
 	f.gen = (f.gen + 1) & (1<<16 - 1)
+	owner := l.biasOwner()
+	f.lastP.Store(0)
+	f.streak.Store(0)
+	f.mixed.Store(false)
 	// pw before ep: an append that loads the new epoch counts its
 	// reservations from zero.
 	f.pw.Store(pwPack(l.dOff, false, 0, 0))
@@ -174,10 +192,12 @@ func (l *Log) fastOn() {
 		bound: min(int(l.opts.InFlightBound), seg.bound()),
 		limit: limit,
 		slots: uint64(min(runtime.GOMAXPROCS(0), fastMaxSlots)),
+		owner: owner,
 	})
 	f.seen.next = l.next
 	f.on = true
 	f.rv.Store(rvPack(l.tail, f.gen, 0, 0))
+	f.revoked.Store(0) // after rv: see revokeBias
 }
 
 // fastOff closes the epoch (l.mu held): no new fast reservation, and once
@@ -194,6 +214,9 @@ func (l *Log) fastOff() {
 		return
 	}
 	f.closing = true
+	if f.ep.Load().owner != 0 {
+		l.revokeBias()
+	}
 	var old uint64
 	for {
 		old = f.rv.Load()
@@ -284,6 +307,12 @@ func (l *Log) fastResume(total int, count uint64) bool {
 		if l.closed || l.failed != nil || l.quiet > 0 || l.largeWaiting > 0 || len(l.segs) == 0 {
 			return false
 		}
+		if f.on && !f.closing && f.ep.Load().owner != 0 && f.mixed.Load() {
+			// An append from another processor met the epoch's owner:
+			// close it, and the next opens without an owner.
+			l.fastOff()
+			continue
+		}
 		if f.on && !f.closing {
 			ep, rv := f.ep.Load(), f.rv.Load()
 			off, k := rvOff(rv), rvK(rv)
@@ -326,6 +355,43 @@ func (l *Log) fastResume(total int, count uint64) bool {
 	}
 }
 
+// What an append does after reading rv and pw (appendFast).
+const (
+	fastReserve  = iota // reserve
+	fastDecline         // leave the append to fastResume or the locked path
+	fastNewEpoch        // read the current epoch and try again
+	fastBound           // wait for the in-flight bound
+	fastGate            // wait at the gate
+)
+
+// next judges a reservation of count records of total bytes in epoch ep,
+// from pw and rv as read in that order: what the append does next.
+func (ep *fastEpoch) next(f *fastPath, w, rv uint64, total int, count uint64) int {
+	off, k, r := rvOff(rv), rvK(rv), rvR(rv)
+	switch {
+	case off == fastClosed:
+		return fastDecline
+	case rvGen(rv) != ep.gen:
+		// An epoch opened since ep was read (it is stored before rv):
+		// take the current one.
+		return fastNewEpoch
+	case off+total > ep.end || k+count > ep.limit || f.failed.Load():
+		return fastDecline
+	case f.ep.Load() != ep:
+		// The generation bits are 16: ep was an epoch that many switches
+		// old.
+		return fastNewEpoch
+	case off+total-pwOff(w) > ep.bound && off != pwOff(w):
+		return fastBound // the in-flight bound, as in reserve
+	case (r-pwR(w))&rvRMask >= ep.slots:
+		// The gate: no more reservations in flight than processors, so
+		// that no append waits for its turn behind one that is not
+		// running.
+		return fastGate
+	}
+	return fastReserve
+}
+
 // appendFast appends on the fast path; ok false means it did not
 // reserve, and the locked path must take the append.
 func (l *Log) appendFast(one []byte, many [][]byte, total int) (first uint64, err error, ok bool) {
@@ -341,49 +407,68 @@ func (l *Log) appendFast(one []byte, many [][]byte, total int) (first uint64, er
 	var off int
 	var k, r uint64
 	for spins := 0; ; spins++ {
+		// An owned epoch: its owner reserves with plain loads and a
+		// plain store, pinned to its processor and between busy's two
+		// stores; no other processor reserves in it (bias.go).
+		pinned := false
+		if ep.owner != 0 {
+			if uint64(procPin()+1) != ep.owner {
+				procUnpin()
+				if f.ep.Load() != ep {
+					ep = f.ep.Load()
+					continue
+				}
+				if !f.mixed.Load() {
+					f.mixed.Store(true) // fastResume closes the epoch
+				}
+				return 0, nil, false
+			}
+			pinned = true
+			storeRelease(&f.busy, 1)
+			// revoked before rv: see revokeBias.
+			if f.revoked.Load() != 0 {
+				f.unbusy()
+				return 0, nil, false
+			}
+		}
 		// pw before rv: the reservations in flight come out no fewer
 		// than there are (but see fastMaxSlots), and the bytes in flight
 		// no fewer.
 		w := f.pw.Load()
 		old := f.rv.Load()
 		off, k, r = rvOff(old), rvK(old), rvR(old)
-		if off == fastClosed {
-			return 0, nil, false
-		}
-		if rvGen(old) != ep.gen {
-			// An epoch opened since ep was read (it is stored before rv):
-			// take the current one.
-			ep = f.ep.Load()
-			if total > ep.bound {
-				return 0, nil, false
+		next := ep.next(f, w, old, total, count)
+		if next == fastReserve {
+			nv := rvPack(off+total, ep.gen, k+count, r+1)
+			if pinned {
+				storeRelease(&f.rv, nv)
+				f.unbusy()
+				break
+			}
+			if f.rv.CompareAndSwap(old, nv) {
+				if l.hw.bias {
+					f.noteP()
+				}
+				break
 			}
 			continue
 		}
-		if off+total > ep.end || k+count > ep.limit || f.failed.Load() {
+		if pinned {
+			f.unbusy()
+		}
+		switch next {
+		case fastDecline:
 			return 0, nil, false
-		}
-		// The generation bits are 16: make sure ep is not an epoch that
-		// many switches old.
-		if f.ep.Load() != ep {
-			ep = f.ep.Load()
-			continue
-		}
-		// The in-flight bound, as in reserve.
-		if d := pwOff(w); off+total-d > ep.bound && off != d {
+		case fastNewEpoch:
+			if ep = f.ep.Load(); total > ep.bound {
+				return 0, nil, false
+			}
+		case fastBound:
 			if spins >= fastSpins {
 				runtime.Gosched()
 			}
-			continue
-		}
-		// The gate: no more reservations in flight than processors, so
-		// that no append waits for its turn behind one that is not
-		// running.
-		if (r-pwR(w))&rvRMask >= ep.slots {
+		case fastGate:
 			f.gateWait(ep)
-			continue
-		}
-		if f.rv.CompareAndSwap(old, rvPack(off+total, ep.gen, k+count, r+1)) {
-			break
 		}
 	}
 	seg := ep.seg
@@ -419,6 +504,11 @@ func (l *Log) appendFast(one []byte, many [][]byte, total int) (first uint64, er
 func (l *Log) writeFast(seg *segment, off int, rs fastResv, one []byte, many [][]byte) (flushed int, err error) {
 	old := debug.SetPanicOnFault(true)
 	done := false
+	// The closure takes rs by address: a copy would load it 16 bytes at
+	// a time from where it was stored 8 bytes at a time, a load that the
+	// store buffer cannot serve, and which so waits until the previous
+	// append's fenced stores are complete.
+	rsp := &rs
 	defer func() {
 		debug.SetPanicOnFault(old)
 		if done {
@@ -431,12 +521,16 @@ func (l *Log) writeFast(seg *segment, off int, rs fastResv, one []byte, many [][
 		}
 		// A panic, or runtime.Goexit (a test's Media calling t.FailNow),
 		// where recover gives nil.
-		l.fastFinish(rs, 0, 0, 0, fmt.Errorf("%w at index %d", errAppendPanicked, rs.first))
+		l.fastFinish(*rsp, 0, 0, 0, fmt.Errorf("%w at index %d", errAppendPanicked, rsp.first))
 		if r != nil {
 			panic(r)
 		}
 	}()
-	flushed, err = l.writeRecords(seg, off, rs.first, one, many)
+	if many == nil && seg.om != nil && l.hw.direct(len(one)) {
+		flushed, err = l.writeOne(seg, off, rs.first, one, 0, false)
+	} else {
+		flushed, err = l.writeRecords(seg, off, rs.first, one, many)
+	}
 	done = true
 	return flushed, err
 }

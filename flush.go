@@ -64,7 +64,7 @@ var flushNames = [...]string{"clwb", "clflushopt", "clflush", "none", "msync"}
 
 // hw is how one Log makes stores durable: resolved once at Open from the
 // CPU, the platform and the environment (WAL_FLUSH, WAL_EADR,
-// WAL_NT_THRESHOLD, WAL_PUBLISH).
+// WAL_NT_THRESHOLD, WAL_PUBLISH, WAL_RESERVE).
 type hw struct {
 	flush int // one of the flush constants
 	eadr  bool
@@ -72,6 +72,10 @@ type hw struct {
 	// plainPublish: appends publish with storeRelease's plain store
 	// instead of an atomic one (WAL_PUBLISH; fastpath.go).
 	plainPublish bool
+	// bias: an epoch of the fast path may be owned by one processor,
+	// which then reserves without a locked instruction (WAL_RESERVE;
+	// bias.go). Only with plainPublish, which registered membarrier.
+	bias bool
 }
 
 // Hardware describes how a Log makes its appends durable on the persistent
@@ -100,6 +104,14 @@ type Hardware struct {
 	// builds, and where membarrier(2) is unavailable, which tailing
 	// readers need with "store").
 	Publish string
+	// Reserve is how an append on the persistent-memory paths reserves
+	// its space and index: "cas" (a compare-and-swap, a locked
+	// instruction, which waits until the previous append's fenced stores
+	// are complete) or "biased" (while one processor makes every append
+	// of a log, it reserves with plain loads and stores, and an append
+	// from another processor revokes that with membarrier(2); "cas" is
+	// the only choice where Publish is "xchg").
+	Reserve string
 }
 
 func (h hw) describe() Hardware {
@@ -107,13 +119,17 @@ func (h hw) describe() Hardware {
 	if h.plainPublish {
 		pub = "store"
 	}
-	return Hardware{Flush: flushNames[h.flush], EADR: h.eadr, NTThreshold: h.ntMin, NTStores: ntStoresName(h.ntMin), CPU: cpuVendor(), Publish: pub}
+	res := "cas"
+	if h.bias {
+		res = "biased"
+	}
+	return Hardware{Flush: flushNames[h.flush], EADR: h.eadr, NTThreshold: h.ntMin, NTStores: ntStoresName(h.ntMin), CPU: cpuVendor(), Publish: pub, Reserve: res}
 }
 
 // DetectHardware reports what a Log opened now would use on the persistent
 // memory paths, after the environment overrides WAL_FLUSH
 // (clwb|clflushopt|clflush), WAL_EADR (0|1), WAL_NT_THRESHOLD (bytes, or
-// "off") and WAL_PUBLISH (store|xchg).
+// "off"), WAL_PUBLISH (store|xchg) and WAL_RESERVE (biased|cas).
 func DetectHardware() (Hardware, error) {
 	h, err := resolveHW("/sys")
 	return h.describe(), err
@@ -176,6 +192,20 @@ func resolveHW(sysfs string) (hw, error) {
 		h.plainPublish = true
 	default:
 		return h, fmt.Errorf("wal: WAL_PUBLISH=%q: want store or xchg", v)
+	}
+	// Biased reservation revokes with membarrier, as the plain publication
+	// needs it, and pins with the runtime's procPin (pin_amd64.go).
+	switch v := os.Getenv("WAL_RESERVE"); {
+	case v == "":
+		h.bias = h.plainPublish
+	case strings.EqualFold(v, "cas"):
+	case strings.EqualFold(v, "biased"):
+		if !h.plainPublish {
+			return h, fmt.Errorf("wal: WAL_RESERVE=%q: needs the plain-store publication (WAL_PUBLISH=store and what it needs)", v)
+		}
+		h.bias = true
+	default:
+		return h, fmt.Errorf("wal: WAL_RESERVE=%q: want biased or cas", v)
 	}
 	if h.eadr && h.flush != flushMsync {
 		h.flush = flushNone

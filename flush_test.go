@@ -215,12 +215,20 @@ func TestResolveHWEnvironment(t *testing.T) {
 		{map[string]string{"WAL_PUBLISH": "xchg"}, false, func(h hw) bool { return !h.plainPublish }},
 		{map[string]string{"WAL_PUBLISH": "XCHG"}, false, func(h hw) bool { return !h.plainPublish }},
 		{map[string]string{"WAL_PUBLISH": "lock"}, true, nil},
-		// The default: the plain store wherever it is safe.
+		{map[string]string{"WAL_RESERVE": "cas"}, false, func(h hw) bool { return !h.bias && h.describe().Reserve == "cas" }},
+		{map[string]string{"WAL_RESERVE": "CAS"}, false, func(h hw) bool { return !h.bias }},
+		{map[string]string{"WAL_RESERVE": "lock"}, true, nil},
+		// Biased reservation needs the plain-store publication.
+		{map[string]string{"WAL_PUBLISH": "xchg", "WAL_RESERVE": "biased"}, true, nil},
+		{map[string]string{"WAL_PUBLISH": "xchg"}, false, func(h hw) bool { return !h.bias }},
+		// The default: the plain store and biased reservation wherever
+		// they are safe.
 		{map[string]string{}, false, func(h hw) bool {
-			return h.plainPublish == (plainStoreRelease && !raceEnabled && membarrierOK()) && h.describe().Publish == map[bool]string{true: "store", false: "xchg"}[h.plainPublish]
+			return h.plainPublish == (plainStoreRelease && !raceEnabled && membarrierOK()) && h.describe().Publish == map[bool]string{true: "store", false: "xchg"}[h.plainPublish] &&
+				h.bias == h.plainPublish && h.describe().Reserve == map[bool]string{true: "biased", false: "cas"}[h.bias]
 		}},
 	} {
-		for _, k := range []string{"WAL_EADR", "WAL_FLUSH", "WAL_NT_THRESHOLD", "WAL_PUBLISH"} {
+		for _, k := range []string{"WAL_EADR", "WAL_FLUSH", "WAL_NT_THRESHOLD", "WAL_PUBLISH", "WAL_RESERVE"} {
 			t.Setenv(k, tc.env[k])
 		}
 		h, err := resolveHW(root)
@@ -242,6 +250,12 @@ func TestResolveHWEnvironment(t *testing.T) {
 		t.Fatal("WAL_PUBLISH=store accepted in a -race build")
 	}
 	t.Setenv("WAL_PUBLISH", "")
+	t.Setenv("WAL_RESERVE", "biased")
+	h, err = resolveHW(root)
+	if ok := plainStoreRelease && !raceEnabled && membarrierOK(); ok != (err == nil) || err == nil && !h.bias {
+		t.Fatalf("WAL_RESERVE=biased: got %+v, err %v; want it to be taken only where it is safe (%v)", h, err, ok)
+	}
+	t.Setenv("WAL_RESERVE", "")
 	for _, k := range []int{flushCLWB, flushCLFLUSHOPT, flushCLFLUSH} {
 		t.Setenv("WAL_FLUSH", flushNames[k])
 		h, err := resolveHW(root)

@@ -427,6 +427,9 @@ func (l *Log) LastIndex() uint64 {
 // record, and every record before it, is durable. data may be empty. A
 // record larger than a segment can hold gives ErrTooLarge.
 func (l *Log) Append(data []byte) (uint64, error) {
+	if first, err, ok := l.appendOne(data); ok {
+		return first, err
+	}
 	return l.append(data, nil)
 }
 
@@ -575,20 +578,14 @@ func (l *Log) writeRecords(seg *segment, off int, first uint64, one []byte, many
 		if p > pending {
 			flushed += seg.flush(pending, p-pending)
 		}
-		var hdr [recHeaderSize]byte
 		if seg.om != nil {
-			// One pass over the payload: hash and non-temporal store. An
-			// empty payload may start at the segment's end: no address.
-			ps := emptySum
-			if len(data) > 0 {
-				var err error
-				if ps, err = l.hw.hashStoreNT(unsafe.Pointer(&mem[p+recHeaderSize]), data); err != nil {
-					return flushed, fmt.Errorf("wal: write %s at offset %d: %w", seg.path, p, err)
-				}
+			f, err := l.storeRecordNT(seg, p, first+uint64(i), data, left, pos)
+			flushed += f
+			if err != nil {
+				return flushed, err
 			}
-			encodeRecHeaderSum(hdr[:], salt, first+uint64(i), len(data), left, pos, ps)
-			flushed += seg.storeNT(p, hdr[:])
 		} else {
+			var hdr [recHeaderSize]byte
 			encodeRecHeader(hdr[:], salt, first+uint64(i), data, left, pos)
 			flushed += seg.storeNT(p, hdr[:])
 			whole := len(data) &^ (recAlign - 1)
@@ -611,6 +608,71 @@ func (l *Log) writeRecords(seg *segment, off int, first uint64, one []byte, many
 		flushed += seg.flush(pending, p-pending)
 	}
 	return flushed, seg.fence()
+}
+
+// storeRecordNT stores one record at p of a segment this process maps
+// (seg.om), with non-temporal stores: the payload hashed in the pass that
+// stores it, then the header. Durable after a fence.
+func (l *Log) storeRecordNT(seg *segment, p int, index uint64, data []byte, left, pos uint32) (flushed int, err error) {
+	// An empty payload may start at the segment's end: no address.
+	ps := emptySum
+	if len(data) > 0 {
+		if ps, err = l.hw.hashStoreNT(unsafe.Pointer(&seg.mem[p+recHeaderSize]), data); err != nil {
+			return 0, fmt.Errorf("wal: write %s at offset %d: %w", seg.path, p, err)
+		}
+	}
+	var hdr [recHeaderSize]byte
+	encodeRecHeaderSum(hdr[:], seg.hdr.salt, index, len(data), left, pos, ps)
+	return seg.storeNT(p, hdr[:]), nil
+}
+
+// writeOne is writeRecords for the append path's common case: one record
+// on a segment this process maps, at or above the non-temporal threshold.
+// It makes as few stores as it can: x86 holds every store that follows a
+// fence until the stores before the fence are complete, so an append that
+// makes few finds room in the store buffer while the previous one's
+// records drain, and overlaps that drain instead of waiting for it.
+//
+// sum is the payload's xxhash64 when hashed, which appendOne computes
+// before it reserves; otherwise the payload is hashed in the pass that
+// stores it.
+func (l *Log) writeOne(seg *segment, off int, index uint64, data []byte, sum uint64, hashed bool) (flushed int, err error) {
+	mem := seg.mem
+	_ = mem[off+recSize(len(data))-1]
+	ps := sum
+	switch {
+	case len(data) == 0:
+		// It may start at the segment's end: no address.
+		ps = emptySum
+	case !hashed:
+		ps, _ = l.hw.hashStoreNT(unsafe.Pointer(&mem[off+recHeaderSize]), data) // no error: not msync
+	default:
+		whole := len(data) &^ (recAlign - 1)
+		if whole > 0 {
+			storeNT(unsafe.Pointer(&mem[off+recHeaderSize]), unsafe.Pointer(&data[0]), uintptr(whole))
+		}
+		if whole < len(data) { // the last partial word, zero padded
+			var w [recAlign]byte
+			copy(w[:], data[whole:])
+			storeNT(unsafe.Pointer(&mem[off+recHeaderSize+whole]), unsafe.Pointer(&w[0]), recAlign)
+		}
+	}
+	var hdr [recHeaderSize]byte
+	encodeRecHeaderSum(hdr[:], seg.hdr.salt, index, len(data), 0, 0, ps)
+	// off is 8-byte aligned (recAlign), so storeNT leaves no plain-stored
+	// head or tail to write back.
+	storeNT(unsafe.Pointer(&mem[off]), unsafe.Pointer(&hdr[0]), recHeaderSize)
+	drain()
+	if err := seg.om.flushErr(); err != nil {
+		return 0, fmt.Errorf("wal: persist %s: %w", seg.path, err)
+	}
+	return 0, nil
+}
+
+// direct reports whether a record of n bytes goes out with non-temporal
+// stores and a fence, with no write-back and no msync (writeOne).
+func (h *hw) direct(n int) bool {
+	return h.ntMin >= 0 && n >= h.ntMin && h.flush != flushMsync
 }
 
 // wbufs are the buffers writeRecordsPwrite builds records in.

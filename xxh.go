@@ -54,14 +54,19 @@ func xxhStripes(acc *[4]uint64, b []byte) {
 // xxhFinish completes the hash of total bytes whose whole stripes went
 // into acc and whose last total%32 bytes are tail.
 func xxhFinish(acc *[4]uint64, total int, tail []byte) uint64 {
+	return xxhEnd(acc[0], acc[1], acc[2], acc[3], total, tail)
+}
+
+// xxhEnd is xxhFinish with the four lanes in registers.
+func xxhEnd(a0, a1, a2, a3 uint64, total int, tail []byte) uint64 {
 	var h uint64
 	if total >= 32 {
-		h = bits.RotateLeft64(acc[0], 1) + bits.RotateLeft64(acc[1], 7) +
-			bits.RotateLeft64(acc[2], 12) + bits.RotateLeft64(acc[3], 18)
-		h = xxhMerge(h, acc[0])
-		h = xxhMerge(h, acc[1])
-		h = xxhMerge(h, acc[2])
-		h = xxhMerge(h, acc[3])
+		h = bits.RotateLeft64(a0, 1) + bits.RotateLeft64(a1, 7) +
+			bits.RotateLeft64(a2, 12) + bits.RotateLeft64(a3, 18)
+		h = xxhMerge(h, a0)
+		h = xxhMerge(h, a1)
+		h = xxhMerge(h, a2)
+		h = xxhMerge(h, a3)
 	} else {
 		h = xxhP5
 	}
@@ -87,13 +92,29 @@ func xxhFinish(acc *[4]uint64, total int, tail []byte) uint64 {
 	return h
 }
 
+// xxhSum is xxhash64 (seed 0) of b with its lanes in registers: no
+// store at all, so that an append can hash its payload while the
+// previous append's stores drain (appendOne).
+func xxhSum(b []byte) uint64 {
+	p1, p2 := xxhP1, xxhP2 // wrapping arithmetic, as the algorithm wants
+	a0, a1, a2, a3 := p1+p2, p2, uint64(0), -p1
+	total := len(b)
+	for ; len(b) >= 32; b = b[32:] {
+		a0 = xxhRound(a0, le.Uint64(b[0:]))
+		a1 = xxhRound(a1, le.Uint64(b[8:]))
+		a2 = xxhRound(a2, le.Uint64(b[16:]))
+		a3 = xxhRound(a3, le.Uint64(b[24:]))
+	}
+	return xxhEnd(a0, a1, a2, a3, total, b)
+}
+
 // xxhSum32 is xxhash64 (seed 0) of the 32 bytes that are w0..w3 in
 // little-endian order: one stripe, no tail, so straight-line code without
 // a buffer or a call into the general routine. The chain sum of every
 // record header is one.
 func xxhSum32(w0, w1, w2, w3 uint64) uint64 {
 	// Four locals, not xxhInit's array, which the compiler keeps in
-	// memory: stores on the append path, where each one counts.
+	// memory: stores on the append path, where each one counts (writeOne).
 	p1, p2 := xxhP1, xxhP2 // wrapping arithmetic, as the algorithm wants
 	a0 := xxhRound(p1+p2, w0)
 	a1 := xxhRound(p2, w1)

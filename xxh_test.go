@@ -9,8 +9,8 @@ import (
 	"github.com/cespare/xxhash/v2"
 )
 
-// The split xxhash64 (stripes, then finish), and the pass that hashes while
-// it stores, must equal xxhash.Sum64 and copy() for every length and
+// The split xxhash64 (stripes, then finish), xxhSum, and the pass that
+// hashes while it stores, must equal xxhash.Sum64 and copy() for every length and
 // alignment.
 func TestXXHSplitMatchesSum64(t *testing.T) {
 	rng := rand.New(rand.NewPCG(11, 12))
@@ -41,6 +41,9 @@ func checkAt(t *testing.T, h hw, mem, src []byte, n, sa, da int) {
 		xxhStripes(&acc, data[:n&^31])
 		if got, want := xxhFinish(&acc, n, data[n&^31:]), xxhash.Sum64(data); got != want {
 			t.Fatalf("n=%d: split hash %x, Sum64 %x", n, got, want)
+		}
+		if got, want := xxhSum(data), xxhash.Sum64(data); got != want {
+			t.Fatalf("n=%d: xxhSum %x, Sum64 %x", n, got, want)
 		}
 		for i := range mem[:n+64] {
 			mem[i] = 0xEE
