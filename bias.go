@@ -33,10 +33,15 @@ import (
 // the owner's thread, if it is running, execute a full barrier: if the
 // owner loaded revoked before that barrier, its busy = 1 is visible
 // after it and revokeBias waits for the store of rv; if after, it finds
-// revoked set, or (once fastOn cleared it, after storing the next
-// epoch's rv) finds rv of a later epoch and does not store. So the owner
-// never stores rv over the closing compare-and-swap, and rv has one
-// writer at a time. The owner loads revoked before rv for that last case.
+// revoked set and does not store. So the owner never stores rv over the
+// closing compare-and-swap, and rv has one writer at a time.
+//
+// busy and revoked are the epoch's own. An owned epoch closes only
+// through revokeBias, so an appender that still holds an epoch that
+// has closed finds its revoked set, whatever epoch is open now. With one
+// busy word for the log, such an appender on a processor that owned an
+// earlier epoch could clear busy while the current owner is between its
+// stores of it, and revokeBias would close rv under that owner's store.
 //
 // An epoch ends every fastMaxK reservations, so an owned epoch costs one
 // membarrier (a few microseconds) per 4095 appends. Contention makes
@@ -94,10 +99,10 @@ func (l *Log) biasOwner() uint64 {
 // revokeBias takes the open, owned epoch from its owner (l.mu held, from
 // fastOff): once it returns, the owner makes no store to rv in it, and
 // fastOff may close rv with a compare-and-swap.
-func (l *Log) revokeBias() {
+func (l *Log) revokeBias(ep *fastEpoch) {
 	f := &l.fast
 	f.bias.revokes++
-	f.revoked.Store(1)
+	ep.revoked.Store(1)
 	if !membarrier() {
 		// membarrier worked when it was registered and has failed now
 		// (it retries ENOMEM). A stop of the world makes every processor
@@ -105,7 +110,7 @@ func (l *Log) revokeBias() {
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)
 	}
-	for i := 0; f.busy.Load() != 0; i++ {
+	for i := 0; ep.busy.Load() != 0; i++ {
 		// The owner is pinned between its stores of busy, which take
 		// nanoseconds, unless its thread lost its CPU.
 		if i >= fastSpins {
@@ -131,8 +136,8 @@ func (f *fastPath) noteP() {
 
 // unbusy ends the owner's reservation: busy cleared, after its store of
 // rv, and the goroutine unpinned.
-func (f *fastPath) unbusy() {
-	storeRelease(&f.busy, 0)
+func (ep *fastEpoch) unbusy() {
+	storeRelease(&ep.busy, 0)
 	procUnpin()
 }
 
@@ -165,21 +170,21 @@ func (l *Log) appendOne(data []byte) (first uint64, err error, ok bool) {
 		procUnpin()
 		return 0, nil, false
 	}
-	storeRelease(&f.busy, 1)
+	storeRelease(&ep.busy, 1)
 	// revoked before rv (the protocol at the top of this file).
-	if f.revoked.Load() != 0 {
-		f.unbusy()
+	if ep.revoked.Load() != 0 {
+		ep.unbusy()
 		return 0, nil, false
 	}
 	w := f.pw.Load()
 	rv := f.rv.Load()
 	if ep.next(f, w, rv, total, 1) != fastReserve {
-		f.unbusy()
+		ep.unbusy()
 		return 0, nil, false
 	}
 	off, k, r := rvOff(rv), rvK(rv), rvR(rv)
 	storeRelease(&f.rv, rvPack(off+total, ep.gen, k+1, r+1))
-	f.unbusy()
+	ep.unbusy()
 	ok = true // reserved: every way out below returns this append's result
 	seg := ep.seg
 	first = ep.base + k

@@ -5,10 +5,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // biasLog opens a cache-flush log with biased reservation, or skips where
@@ -258,4 +261,92 @@ func TestBiasOwnerDecision(t *testing.T) {
 	if got := l.biasOwner(); got != 0 {
 		t.Fatalf("owner %d without biased reservation", got)
 	}
+}
+
+// Appenders that come and go in random numbers (1 to 8, on GOMAXPROCS
+// processors) on one log, with single appends and batches of random
+// sizes, for WAL_STRESS (a duration; 2s unless set). After each round
+// every append returned, and LastIndex counts them all. A round that
+// makes no progress for 20 seconds dumps every goroutine's stack and
+// fails: it hunts a hang between an owned epoch's owner and revocation.
+func TestBiasStress(t *testing.T) {
+	d := 2 * time.Second
+	if v := os.Getenv("WAL_STRESS"); v != "" {
+		var err error
+		if d, err = time.ParseDuration(v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l := biasLog(t, 64<<20)
+	defer l.Close()
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
+	var progress atomic.Uint64
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		last, since := progress.Load(), time.Now()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(time.Second):
+			}
+			if p := progress.Load(); p != last {
+				last, since = p, time.Now()
+				continue
+			}
+			if time.Since(since) > 20*time.Second {
+				buf := make([]byte, 1<<20)
+				os.Stderr.Write(buf[:runtime.Stack(buf, true)])
+				panic("TestBiasStress: no append returned for 20s")
+			}
+		}
+	}()
+	want := l.LastIndex()
+	rounds := 0
+	for end := time.Now().Add(d); time.Now().Before(end); rounds++ {
+		g := []int{1, 1, 2, 3, 8}[rng.IntN(5)]
+		per := 1 + rng.IntN(3*fastMaxK)
+		seed := rng.Uint64()
+		var wg sync.WaitGroup
+		errc := make(chan error, g)
+		for i := range g {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				r := rand.New(rand.NewPCG(seed, uint64(i)))
+				buf := make([]byte, 5000)
+				for j := 0; j < per; j++ {
+					var err error
+					if r.IntN(50) == 0 {
+						n := 1 + r.IntN(8)
+						_, err = l.AppendBatch(make([][]byte, n))
+						j += n - 1
+						progress.Add(uint64(n))
+					} else {
+						_, err = l.Append(buf[:r.IntN(300)+r.IntN(2)*r.IntN(4700)])
+						progress.Add(1)
+					}
+					if err != nil {
+						errc <- err
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		close(errc)
+		for err := range errc {
+			t.Fatal(err)
+		}
+		// The batches may overshoot per; count what progress saw.
+		want = l.LastIndex()
+		if got := progress.Load(); want != got {
+			t.Fatalf("round %d: LastIndex %d, %d appends returned", rounds, want, got)
+		}
+	}
+	l.mu.Lock()
+	revokes, contended := l.fast.bias.revokes, l.fast.bias.contended
+	l.mu.Unlock()
+	t.Logf("%d rounds, %d appends; %d owned epochs closed, %d for contention", rounds, want, revokes, contended)
 }

@@ -82,7 +82,7 @@ func pwK(w uint64) uint64    { return w >> 4 & fastMaxK }
 func pwR(w uint64) uint64    { return w & rvRMask }
 
 // fastEpoch is what an epoch's appends need and nobody changes while it
-// lasts.
+// lasts, and the two words of an owned epoch's protocol (bias.go).
 type fastEpoch struct {
 	seg   *segment
 	gen   uint64 // rv's generation bits
@@ -92,6 +92,17 @@ type fastEpoch struct {
 	limit uint64 // reservations the epoch may make: the offset chunks allocated and the indexes left
 	slots uint64 // reservations that may be in flight at once: GOMAXPROCS, at most fastMaxSlots
 	owner uint64 // 1 + the processor that owns the epoch and alone reserves in it (bias.go); 0: none
+
+	// busy is 1 while the owner is between its load of revoked and its
+	// store of rv; only the owner writes it. revoked: fastOff is taking
+	// the epoch from its owner. Both are the epoch's own, not the log's:
+	// an appender still holding an epoch that has since closed must not
+	// write a word that the current epoch's revocation reads. They sit on
+	// a line of their own, which in an owned epoch only its owner writes.
+	_       [64]byte
+	busy    atomic.Uint64
+	revoked atomic.Uint32
+	_       [52]byte
 }
 
 // fastPath is the state of the lock-free append path. rv and the
@@ -105,9 +116,6 @@ type fastPath struct {
 	// (16-31), the indexes reserved in the epoch (4-15) and the
 	// reservations made in it, modulo 16 (0-3).
 	rv atomic.Uint64
-	// busy is 1 while the owner of a biased epoch is between its check
-	// of revoked and its store of rv (bias.go); only the owner writes it.
-	busy atomic.Uint64
 	// lastP is 1 + the processor of the epoch's last reservation made
 	// with the compare-and-swap (0: none yet), and streak how many
 	// reservations in a row came from it (noteP; plain stores, a
@@ -115,7 +123,7 @@ type fastPath struct {
 	lastP  atomic.Uint64
 	streak atomic.Uint64
 	mixed  atomic.Bool
-	_      [28]byte
+	_      [36]byte
 	// pw is the publication word, written only by the append whose turn
 	// it is, in index order, with one store (a plain one where
 	// hw.plainPublish says so: see fastFinish): the offset just past the
@@ -138,9 +146,7 @@ type fastPath struct {
 	ep     atomic.Pointer[fastEpoch]
 	failed atomic.Bool  // the log failed: publish nothing as durable
 	watch  atomic.Int32 // a Tailer waits: publishers must wake it (catchUp)
-	// revoked: fastOff is taking a biased epoch from its owner (bias.go).
-	revoked atomic.Uint32
-	_       [64]byte
+	_      [64]byte
 
 	// gate is held by the one append that waits for a slot; the others
 	// wait for gate.
@@ -197,7 +203,6 @@ func (l *Log) fastOn() {
 	f.seen.next = l.next
 	f.on = true
 	f.rv.Store(rvPack(l.tail, f.gen, 0, 0))
-	f.revoked.Store(0) // after rv: see revokeBias
 }
 
 // fastOff closes the epoch (l.mu held): no new fast reservation, and once
@@ -214,8 +219,8 @@ func (l *Log) fastOff() {
 		return
 	}
 	f.closing = true
-	if f.ep.Load().owner != 0 {
-		l.revokeBias()
+	if ep := f.ep.Load(); ep.owner != 0 {
+		l.revokeBias(ep)
 	}
 	var old uint64
 	for {
@@ -424,10 +429,10 @@ func (l *Log) appendFast(one []byte, many [][]byte, total int) (first uint64, er
 				return 0, nil, false
 			}
 			pinned = true
-			storeRelease(&f.busy, 1)
+			storeRelease(&ep.busy, 1)
 			// revoked before rv: see revokeBias.
-			if f.revoked.Load() != 0 {
-				f.unbusy()
+			if ep.revoked.Load() != 0 {
+				ep.unbusy()
 				return 0, nil, false
 			}
 		}
@@ -442,7 +447,7 @@ func (l *Log) appendFast(one []byte, many [][]byte, total int) (first uint64, er
 			nv := rvPack(off+total, ep.gen, k+count, r+1)
 			if pinned {
 				storeRelease(&f.rv, nv)
-				f.unbusy()
+				ep.unbusy()
 				break
 			}
 			if f.rv.CompareAndSwap(old, nv) {
@@ -454,7 +459,7 @@ func (l *Log) appendFast(one []byte, many [][]byte, total int) (first uint64, er
 			continue
 		}
 		if pinned {
-			f.unbusy()
+			ep.unbusy()
 		}
 		switch next {
 		case fastDecline:
