@@ -43,10 +43,13 @@ import (
 // earlier epoch could clear busy while the current owner is between its
 // stores of it, and revokeBias would close rv under that owner's store.
 //
-// An epoch ends every fastMaxK reservations, so an owned epoch costs one
-// membarrier (a few microseconds) per 4095 appends. Contention makes
-// later epochs unowned for a while (bias.penalty), so that appenders on
-// several processors do not pay a membarrier per epoch.
+// Closing an owned epoch costs a membarrier (a few microseconds, with
+// l.mu held). An epoch closes when it runs out of indexes (fastMaxK, so
+// at most every 4095 appends), and whenever the locked path must run: a
+// record larger than the in-flight bound, a rollover, Stats, a
+// truncation, Close. Contention makes later epochs unowned for a while
+// (bias.penalty), so that appenders on several processors do not pay a
+// membarrier per epoch.
 
 // hashFirstMax is the largest payload appendOne hashes before it
 // reserves, then stores in a second pass. Measured here (AMD EPYC,
@@ -157,6 +160,41 @@ func (l *Log) appendOne(data []byte) (first uint64, err error, ok bool) {
 	if ep == nil || ep.owner == 0 || len(data) == 0 || len(data) > int(l.opts.SegmentSize) || total > ep.bound || !l.hw.direct(len(data)) || ep.seg.om == nil {
 		return 0, nil, false
 	}
+	// From here the payload is read under the fault guard, as writeFast
+	// reads it: it may be a slice of another log's mapping (a record of
+	// its iterator) whose file another program truncated. A fault before
+	// the reservation declines the append, which the other paths then
+	// take and report; after it, the fault becomes the error returned,
+	// and any other panic fails the log and passes the turn on before it
+	// goes on up.
+	old := debug.SetPanicOnFault(true)
+	done := false
+	var seg *segment
+	var k, r1 uint64
+	var end int
+	defer func() {
+		if done {
+			return // restored below
+		}
+		debug.SetPanicOnFault(old)
+		p := recover()
+		if !ok {
+			// Nothing reserved: a decline, or a fault in the hash.
+			if _, fault := p.(faultError); !fault && p != nil {
+				panic(p)
+			}
+			return
+		}
+		rs := fastResv{first: first, k: k, kEnd: k + 1, end: end, r: r1}
+		if fe, fault := p.(faultError); fault {
+			err = l.fastFinish(rs, 0, 1, uint64(len(data)), faultErr(seg.path, fe))
+			return
+		}
+		l.fastFinish(rs, 0, 0, 0, fmt.Errorf("%w at index %d", errAppendPanicked, first))
+		if p != nil {
+			panic(p)
+		}
+	}()
 	// A small payload is hashed first, with no store: x86 lets that work
 	// run while the previous append's record drains, where stores would
 	// fill the store buffer and stall. Large ones are hashed in the pass
@@ -182,42 +220,22 @@ func (l *Log) appendOne(data []byte) (first uint64, err error, ok bool) {
 		ep.unbusy()
 		return 0, nil, false
 	}
-	off, k, r := rvOff(rv), rvK(rv), rvR(rv)
-	storeRelease(&f.rv, rvPack(off+total, ep.gen, k+1, r+1))
+	off, k0, r := rvOff(rv), rvK(rv), rvR(rv)
+	storeRelease(&f.rv, rvPack(off+total, ep.gen, k0+1, r+1))
 	ep.unbusy()
 	ok = true // reserved: every way out below returns this append's result
-	seg := ep.seg
+	seg, k = ep.seg, k0
 	first = ep.base + k
-	end, r1 := off+total, (r+1)&rvRMask
+	end, r1 = off+total, (r+1)&rvRMask
 	if f.failed.Load() {
 		// The log failed since the check above: write nothing, but take
 		// the turn, as appendFast does.
+		done = true
+		debug.SetPanicOnFault(old)
 		return first, l.fastFinish(fastResv{first: first, k: k, kEnd: k + 1, end: end, r: r1}, 0, 0, 0, nil), true
 	}
 	i := int(first - seg.first)
 	seg.offs.chunks[i>>offChunkBits][i&offChunkMask] = uint32(off)
-	// The record, as writeFast writes it, in this frame: a memory fault
-	// becomes the error returned, and any other panic fails the log and
-	// passes the turn on before it goes on up. The deferred function
-	// takes scalars, not a fastResv: see writeFast.
-	old := debug.SetPanicOnFault(true)
-	done := false
-	defer func() {
-		if done {
-			return // restored below
-		}
-		debug.SetPanicOnFault(old)
-		rs := fastResv{first: first, k: k, kEnd: k + 1, end: end, r: r1}
-		p := recover()
-		if fe, ok := p.(faultError); ok {
-			err = l.fastFinish(rs, 0, 1, uint64(len(data)), faultErr(seg.path, fe))
-			return
-		}
-		l.fastFinish(rs, 0, 0, 0, fmt.Errorf("%w at index %d", errAppendPanicked, first))
-		if p != nil {
-			panic(p)
-		}
-	}()
 	_, perr := l.writeOne(seg, off, first, data, sum, hashed)
 	done = true
 	debug.SetPanicOnFault(old)

@@ -350,3 +350,47 @@ func TestBiasStress(t *testing.T) {
 	l.mu.Unlock()
 	t.Logf("%d rounds, %d appends; %d owned epochs closed, %d for contention", rounds, want, revokes, contended)
 }
+
+// A payload whose memory faults when read (a record of another log's
+// iterator, whose segment file another program truncated) is hashed by
+// appendOne before it reserves: the fault must become Append's error, as
+// on the compare-and-swap path, and not a fatal error of the process.
+func TestBiasFaultingPayload(t *testing.T) {
+	dst := biasLog(t, 64<<20)
+	defer dst.Close()
+	d := make([]byte, 64)
+	for ep := dst.fast.ep.Load(); ep == nil || ep.owner == 0; ep = dst.fast.ep.Load() {
+		if _, err := dst.Append(d); err != nil {
+			t.Fatal(err)
+		}
+		if dst.LastIndex() > 4*fastMaxK {
+			t.Skip("no owned epoch: the appending goroutine kept changing processors")
+		}
+	}
+	t.Setenv("WAL_RESERVE", "cas")
+	src, err := Open(t.TempDir(), &Options{Persist: PersistCacheFlush, SegmentSize: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	if _, err := src.Append(make([]byte, 200<<10)); err != nil {
+		t.Fatal(err)
+	}
+	it := src.Records(1)
+	n := 0
+	for _, rec := range it.All() {
+		n++
+		if err := os.Truncate(src.segs[len(src.segs)-1].path, 4096); err != nil {
+			t.Fatal(err)
+		}
+		payload := rec[len(rec)-1000:] // <= hashFirstMax: hashed before the reservation
+		_, err := dst.Append(payload)
+		if !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("Append of a payload that faults: %v, want ErrCorrupt", err)
+		}
+		break
+	}
+	if n != 1 {
+		t.Fatalf("the iterator yielded %d records, want 1", n)
+	}
+}

@@ -12,10 +12,11 @@ import (
 // and DAX; never msync, whose group commit needs the lock).
 //
 // While it is on, an append takes no lock. It reserves space and indexes
-// with one compare-and-swap on fastPath.rv, writes its offsets and records
-// and makes them durable outside any lock, then waits for its turn (every
-// earlier reservation published) by reading fastPath.pw, and publishes
-// itself with a store. So appends copy and flush in parallel and still
+// with one compare-and-swap on fastPath.rv (in an epoch that one
+// processor owns, that processor with a plain store: bias.go), writes
+// its offsets and records and makes them durable outside any lock, then
+// waits for its turn (every earlier reservation published) by reading
+// fastPath.pw, and publishes itself with a store. So appends copy and flush in parallel and still
 // become durable, visible and acknowledged in index order, as on the
 // locked path: an append returns only once its records and every earlier
 // one are durable, and nothing is published after a hole.
@@ -93,12 +94,13 @@ type fastEpoch struct {
 	slots uint64 // reservations that may be in flight at once: GOMAXPROCS, at most fastMaxSlots
 	owner uint64 // 1 + the processor that owns the epoch and alone reserves in it (bias.go); 0: none
 
-	// busy is 1 while the owner is between its load of revoked and its
+	// busy is 1 from before the owner loads revoked until after its
 	// store of rv; only the owner writes it. revoked: fastOff is taking
 	// the epoch from its owner. Both are the epoch's own, not the log's:
 	// an appender still holding an epoch that has since closed must not
 	// write a word that the current epoch's revocation reads. They sit on
-	// a line of their own, which in an owned epoch only its owner writes.
+	// a line of their own, which in an owned epoch only its owner writes
+	// (and revokeBias, once).
 	_       [64]byte
 	busy    atomic.Uint64
 	revoked atomic.Uint32
@@ -106,9 +108,9 @@ type fastEpoch struct {
 }
 
 // fastPath is the state of the lock-free append path. rv and the
-// publication word are on cache lines of their own (the publication word
-// shares its line only with what the same appends write): every append
-// modifies both.
+// publication word are on cache lines of their own (each shares its line
+// only with what the same appends write: rv with noteP's heuristic
+// counts and mixed): every append modifies both.
 type fastPath struct {
 	_ [64]byte
 	// rv is the reservation word: the next free offset in the active
