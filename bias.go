@@ -137,6 +137,15 @@ func (f *fastPath) noteP() {
 	storeRelease(&f.streak, f.streak.Load()+1)
 }
 
+// enter begins the owner's reservation in ep, pinned (procPin) on the
+// owner's processor: busy set, then revoked loaded (the protocol at the
+// top of this file). false: ep is revoked, and the caller must end with
+// unbusy at once.
+func (ep *fastEpoch) enter() bool {
+	storeRelease(&ep.busy, 1)
+	return ep.revoked.Load() == 0
+}
+
 // unbusy ends the owner's reservation: busy cleared, after its store of
 // rv, and the goroutine unpinned.
 func (ep *fastEpoch) unbusy() {
@@ -187,9 +196,7 @@ func (l *Log) appendOne(data []byte) (first uint64, err error, ok bool) {
 		procUnpin()
 		return 0, nil, false
 	}
-	storeRelease(&ep.busy, 1)
-	// revoked before rv (the protocol at the top of this file).
-	if ep.revoked.Load() != 0 {
+	if !ep.enter() {
 		ep.unbusy()
 		return 0, nil, false
 	}

@@ -31,6 +31,22 @@ func biasLog(t *testing.T, segSize int64) *Log {
 	return l
 }
 
+// appendUntilOwned appends 64-byte records until the open epoch is owned
+// by this goroutine's processor, or skips the test if none is after four
+// epochs.
+func appendUntilOwned(t *testing.T, l *Log) {
+	t.Helper()
+	d := make([]byte, 64)
+	for ep := l.fast.ep.Load(); ep == nil || ep.owner == 0; ep = l.fast.ep.Load() {
+		if _, err := l.Append(d); err != nil {
+			t.Fatal(err)
+		}
+		if l.LastIndex() > 4*fastMaxK {
+			t.Skip("no owned epoch: the appending goroutine kept changing processors")
+		}
+	}
+}
+
 // biasRecord is record i of goroutine g: sizes from empty to past
 // hashFirstMax, so that appendOne's two ways of hashing and the ones it
 // leaves to appendFast all run.
@@ -193,14 +209,7 @@ func TestBiasFault(t *testing.T) {
 	l := biasLog(t, 1<<20)
 	defer l.Close()
 	d := make([]byte, 64)
-	for ep := l.fast.ep.Load(); ep == nil || ep.owner == 0; ep = l.fast.ep.Load() {
-		if _, err := l.Append(d); err != nil {
-			t.Fatal(err)
-		}
-		if l.LastIndex() > 4*fastMaxK {
-			t.Skip("no owned epoch: the appending goroutine kept changing processors")
-		}
-	}
+	appendUntilOwned(t, l)
 	seg := l.segs[len(l.segs)-1]
 	if err := os.Truncate(seg.path, 4096); err != nil {
 		t.Fatal(err)
@@ -358,15 +367,7 @@ func TestBiasStress(t *testing.T) {
 func TestBiasFaultingPayload(t *testing.T) {
 	dst := biasLog(t, 64<<20)
 	defer dst.Close()
-	d := make([]byte, 64)
-	for ep := dst.fast.ep.Load(); ep == nil || ep.owner == 0; ep = dst.fast.ep.Load() {
-		if _, err := dst.Append(d); err != nil {
-			t.Fatal(err)
-		}
-		if dst.LastIndex() > 4*fastMaxK {
-			t.Skip("no owned epoch: the appending goroutine kept changing processors")
-		}
-	}
+	appendUntilOwned(t, dst)
 	t.Setenv("WAL_RESERVE", "cas")
 	src, err := Open(t.TempDir(), &Options{Persist: PersistCacheFlush, SegmentSize: 1 << 20})
 	if err != nil {

@@ -430,13 +430,11 @@ func (l *Log) appendFast(one []byte, many [][]byte, total int) (first uint64, er
 				}
 				return 0, nil, false
 			}
-			pinned = true
-			storeRelease(&ep.busy, 1)
-			// revoked before rv: see revokeBias.
-			if ep.revoked.Load() != 0 {
+			if !ep.enter() {
 				ep.unbusy()
 				return 0, nil, false
 			}
+			pinned = true
 		}
 		// pw before rv: the reservations in flight come out no fewer
 		// than there are (but see fastMaxSlots), and the bytes in flight
