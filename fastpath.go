@@ -22,10 +22,13 @@ import (
 // one are durable, and nothing is published after a hole.
 //
 // No more reservations are in flight at once than there are processors
-// (GOMAXPROCS, at most fastMaxSlots): an append that would exceed that
-// waits at the gate before it reserves, all but one asleep (gateWait).
-// Otherwise, with more appenders than processors, appends would wait for
-// their turn behind appends whose goroutines are not running.
+// and CPUs (GOMAXPROCS and runtime.NumCPU, at most fastMaxSlots): an
+// append that would exceed that waits at the gate before it reserves,
+// all but one asleep (gateWait). Otherwise, with more appenders than
+// processors, appends would wait for their turn behind appends whose
+// goroutines are not running; and with more processors than CPUs, behind
+// appends whose threads the kernel is not running, while the waiting
+// threads spin on the CPUs those need (fastSlots).
 //
 // The locked path (reserve and commit under Log.mu) still does everything
 // else: rollover, a reservation larger than the in-flight bound, the index
@@ -91,7 +94,7 @@ type fastEpoch struct {
 	end   int    // the segment's size
 	bound int    // the in-flight bound in effect, in bytes
 	limit uint64 // reservations the epoch may make: the offset chunks allocated and the indexes left
-	slots uint64 // reservations that may be in flight at once: GOMAXPROCS, at most fastMaxSlots
+	slots uint64 // reservations that may be in flight at once: fastSlots
 	owner uint64 // 1 + the processor that owns the epoch and alone reserves in it (bias.go); 0: none
 
 	// busy is 1 from before the owner loads revoked until after its
@@ -199,7 +202,7 @@ func (l *Log) fastOn() {
 		end:   seg.size(),
 		bound: min(int(l.opts.InFlightBound), seg.bound()),
 		limit: limit,
-		slots: uint64(min(runtime.GOMAXPROCS(0), fastMaxSlots)),
+		slots: fastSlots(runtime.GOMAXPROCS(0), runtime.NumCPU()),
 		owner: owner,
 	})
 	f.seen.next = l.next
@@ -538,6 +541,15 @@ func (l *Log) writeFast(seg *segment, off int, rs fastResv, one []byte, many [][
 	}
 	done = true
 	return flushed, err
+}
+
+// fastSlots is how many reservations may be in flight at once with procs
+// processors (GOMAXPROCS) on cpus CPUs (runtime.NumCPU): the fewer, and
+// at most fastMaxSlots. Measured here with 8 appenders of 64 B on 2 CPUs
+// and GOMAXPROCS 8: 43-70 K appends/s (p99 4.4-6.7 ms) with a slot per
+// processor, 4.0-4.6 M with a slot per CPU (p99 300-360 ns).
+func fastSlots(procs, cpus int) uint64 {
+	return uint64(max(1, min(procs, cpus, fastMaxSlots)))
 }
 
 // gateWait waits until fewer than ep.slots reservations are in flight,

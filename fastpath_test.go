@@ -272,11 +272,44 @@ func TestFastPathManyAppenders(t *testing.T) {
 	}
 }
 
+// The slots of the gate: one per processor and per CPU, whichever are
+// fewer, at most fastMaxSlots and at least one. An epoch opened with
+// more processors than CPUs gets one per CPU.
+func TestFastPathSlots(t *testing.T) {
+	for _, tc := range []struct {
+		procs, cpus int
+		want        uint64
+	}{
+		{1, 1, 1}, {2, 2, 2}, {8, 2, 2}, {2, 8, 2}, {64, 64, fastMaxSlots},
+		{fastMaxSlots, fastMaxSlots + 1, fastMaxSlots}, {0, 4, 1}, {4, 0, 1},
+	} {
+		if got := fastSlots(tc.procs, tc.cpus); got != tc.want {
+			t.Errorf("fastSlots(%d processors, %d CPUs) = %d, want %d", tc.procs, tc.cpus, got, tc.want)
+		}
+	}
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(4 * runtime.NumCPU()))
+	l := openFast(t)
+	defer l.Close()
+	if _, err := l.Append([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	ep := l.fast.ep.Load()
+	if ep == nil {
+		t.Fatal("no epoch open after an append on the fast path")
+	}
+	if want := fastSlots(runtime.GOMAXPROCS(0), runtime.NumCPU()); ep.slots != want || ep.slots > uint64(runtime.NumCPU()) {
+		t.Fatalf("epoch with GOMAXPROCS %d on %d CPUs has %d slots, want %d", runtime.GOMAXPROCS(0), runtime.NumCPU(), ep.slots, want)
+	}
+}
+
 // The gate lets as many reservations be in flight at once as there are
 // processors, however many records each holds, and holds further appends
 // until one is published.
 func TestFastPathGate(t *testing.T) {
 	rtEnv(t)
+	if runtime.NumCPU() < 2 {
+		t.Skip("one CPU: one slot (fastSlots)")
+	}
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(2)) // two slots
 	h, err := resolveHW("/sys")
 	if err != nil {

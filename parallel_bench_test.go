@@ -3,6 +3,7 @@ package wal
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -30,6 +31,13 @@ func BenchmarkAppendParallel(b *testing.B) {
 			})
 		}
 	}
+	// More processors than CPUs (GOMAXPROCS set above the CPU count, or
+	// a container's CPU limit below the machine's CPUs): the gate's slots
+	// follow the CPUs (fastSlots).
+	b.Run("size=64/goroutines=8/procs=4xCPU", func(b *testing.B) {
+		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(4 * runtime.NumCPU()))
+		benchParallel(b, benchOpen(b), 64, 8)
+	})
 }
 
 // BenchmarkAppendParallelMsync is the same on the ext4 disk (the test's
