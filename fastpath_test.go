@@ -303,8 +303,8 @@ func TestFastPathSlots(t *testing.T) {
 }
 
 // The gate lets as many reservations be in flight at once as there are
-// processors, however many records each holds, and holds further appends
-// until one is published.
+// slots (two here: two processors on at least two CPUs), however many
+// records each holds, and holds further appends until one is published.
 func TestFastPathGate(t *testing.T) {
 	rtEnv(t)
 	if runtime.NumCPU() < 2 {

@@ -31,9 +31,10 @@ func BenchmarkAppendParallel(b *testing.B) {
 			})
 		}
 	}
-	// More processors than CPUs (GOMAXPROCS set above the CPU count, or
-	// a container's CPU limit below the machine's CPUs): the gate's slots
-	// follow the CPUs (fastSlots).
+	// More processors than CPUs (GOMAXPROCS set above the CPU count by
+	// the program or the GOMAXPROCS variable): the gate's slots follow the
+	// CPUs (fastSlots). The case sets GOMAXPROCS itself, whatever -cpu
+	// says.
 	b.Run("size=64/goroutines=8/procs=4xCPU", func(b *testing.B) {
 		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(4 * runtime.NumCPU()))
 		benchParallel(b, benchOpen(b), 64, 8)
