@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -137,6 +138,24 @@ func DetectHardware() (Hardware, error) {
 
 // resolveHW chooses the flush instruction, eADR and the non-temporal
 // threshold from the CPU, the sysfs tree under sysfs, and the environment.
+// pickFlush chooses the write-back instruction from CPUID's bits: CLWB
+// (leaf 7 EBX bit 24; the line stays cached for readers), else
+// CLFLUSHOPT (bit 23), else CLFLUSH (leaf 1 EDX bit 19; ordered by
+// itself and serialising, so slowest). With none of them the mapping is
+// made durable with msync, as in the portable build: persistence is
+// never skipped.
+func pickFlush(clwb, clflushopt, clflush bool) int {
+	switch {
+	case clwb:
+		return flushCLWB
+	case clflushopt:
+		return flushCLFLUSHOPT
+	case clflush:
+		return flushCLFLUSH
+	}
+	return flushMsync
+}
+
 func resolveHW(sysfs string) (hw, error) {
 	h := hw{flush: defaultFlush(), ntMin: defaultNTThreshold()}
 	h.eadr = detectEADR(sysfs)
@@ -283,11 +302,18 @@ func (h *hw) copyNT(dst, src unsafe.Pointer, n uintptr) (int, error) {
 
 var pageSize = uintptr(os.Getpagesize())
 
+// msyncCalls and msyncBytes count msyncRange's calls and the bytes they
+// were asked to cover, so that tests can see the portable path persist
+// what it wrote (TestPortableAppendMsyncs).
+var msyncCalls, msyncBytes atomic.Uint64
+
 // msyncRange msyncs (MS_SYNC) the pages covering [p, p+n) of a mapping.
 func msyncRange(p unsafe.Pointer, n uintptr) error {
 	if n == 0 {
 		return nil
 	}
+	msyncCalls.Add(1)
+	msyncBytes.Add(uint64(n))
 	off := uintptr(p) & (pageSize - 1)
 	b := unsafe.Slice((*byte)(unsafe.Add(p, -int(off))), (off+n+pageSize-1)&^(pageSize-1))
 	return unix.Msync(b, unix.MS_SYNC)

@@ -43,8 +43,13 @@ const plainStoreRelease = true
 var hasAVX2 = cpu.X86.HasAVX2
 
 // cpuFeatures holds the CPUID bits this file selects on, read once.
-var cpuFeatures = func() (f struct{ clwb, clflushopt bool }) {
-	if maxLeaf, _, _, _ := cpuid(0, 0); maxLeaf >= 7 {
+var cpuFeatures = func() (f struct{ clwb, clflushopt, clflush bool }) {
+	maxLeaf, _, _, _ := cpuid(0, 0)
+	if maxLeaf >= 1 {
+		_, _, _, edx := cpuid(1, 0)
+		f.clflush = edx&(1<<19) != 0
+	}
+	if maxLeaf >= 7 {
 		_, ebx, _, _ := cpuid(7, 0)
 		f.clwb = ebx&(1<<24) != 0
 		f.clflushopt = ebx&(1<<23) != 0
@@ -52,17 +57,9 @@ var cpuFeatures = func() (f struct{ clwb, clflushopt bool }) {
 	return f
 }()
 
-// defaultFlush prefers CLWB (the line stays cached for readers), then
-// CLFLUSHOPT, then CLFLUSH (leaf 1 EDX bit 19, part of SSE2, which every
-// amd64 CPU has; it is ordered by itself and serialising, so slowest).
+// defaultFlush is pickFlush of this CPU's CPUID bits.
 func defaultFlush() int {
-	switch {
-	case cpuFeatures.clwb:
-		return flushCLWB
-	case cpuFeatures.clflushopt:
-		return flushCLFLUSHOPT
-	}
-	return flushCLFLUSH
+	return pickFlush(cpuFeatures.clwb, cpuFeatures.clflushopt, cpuFeatures.clflush)
 }
 
 func flushSupported(kind int) bool {
@@ -72,7 +69,7 @@ func flushSupported(kind int) bool {
 	case flushCLFLUSHOPT:
 		return cpuFeatures.clflushopt
 	case flushCLFLUSH:
-		return true
+		return cpuFeatures.clflush
 	}
 	return false
 }

@@ -192,7 +192,41 @@ func TestDetectEADR(t *testing.T) {
 			if h.eadr != tc.want || (tc.want && defaultFlush() != flushMsync && h.flush != flushNone) {
 				t.Fatalf("resolveHW: eadr %v flush %s", h.eadr, flushNames[h.flush])
 			}
+			// Forced either way over the same tree: off keeps the CPU's
+			// write-back, on needs none (but msync stays msync).
+			t.Setenv("WAL_EADR", "0")
+			if h, err := resolveHW(root); err != nil || h.eadr || h.flush != defaultFlush() {
+				t.Fatalf("WAL_EADR=0: eadr %v flush %s, err %v; want no eADR and %s", h.eadr, flushNames[h.flush], err, flushNames[defaultFlush()])
+			}
+			t.Setenv("WAL_EADR", "1")
+			want := flushNone
+			if defaultFlush() == flushMsync {
+				want = flushMsync
+			}
+			if h, err := resolveHW(root); err != nil || !h.eadr || h.flush != want {
+				t.Fatalf("WAL_EADR=1: eadr %v flush %s, err %v; want eADR and %s", h.eadr, flushNames[h.flush], err, flushNames[want])
+			}
 		})
+	}
+}
+
+// The write-back instruction from CPUID's bits, in the order of
+// preference, and msync where the CPU has none of them.
+func TestPickFlush(t *testing.T) {
+	for _, tc := range []struct {
+		clwb, clflushopt, clflush bool
+		want                      int
+	}{
+		{true, true, true, flushCLWB},
+		{true, false, false, flushCLWB},
+		{false, true, true, flushCLFLUSHOPT},
+		{false, true, false, flushCLFLUSHOPT},
+		{false, false, true, flushCLFLUSH},
+		{false, false, false, flushMsync},
+	} {
+		if got := pickFlush(tc.clwb, tc.clflushopt, tc.clflush); got != tc.want {
+			t.Errorf("pickFlush(clwb %v, clflushopt %v, clflush %v) = %s, want %s", tc.clwb, tc.clflushopt, tc.clflush, flushNames[got], flushNames[tc.want])
+		}
 	}
 }
 
@@ -404,4 +438,43 @@ func testTail(l *Log) int {
 	defer l.mu.Unlock()
 	l.catchUp()
 	return l.tail
+}
+
+// On the portable path (purego builds, other architectures) a
+// cache-flush log has no cache-line instructions, and every append must
+// msync what it wrote, never skip it: each Append and AppendBatch here is
+// followed by at least one msync, asked to cover at least its records'
+// bytes.
+func TestPortableAppendMsyncs(t *testing.T) {
+	t.Setenv("WAL_PERSIST", "")
+	l, err := Open(t.TempDir(), &Options{Persist: PersistCacheFlush, SegmentSize: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if l.hw.flush != flushMsync {
+		t.Skipf("this build writes back with %s (TestAppendFlushesNoRedundantLine covers it)", flushNames[l.hw.flush])
+	}
+	benchSettle(l) // no background msync of a segment being prepared
+	check := func(what string, bytes int, do func() error) {
+		t.Helper()
+		c0, b0 := msyncCalls.Load(), msyncBytes.Load()
+		if err := do(); err != nil {
+			t.Fatal(err)
+		}
+		if c, b := msyncCalls.Load()-c0, msyncBytes.Load()-b0; c == 0 || b < uint64(bytes) {
+			t.Fatalf("%s: %d msyncs covering %d bytes, want at least one covering %d", what, c, b, bytes)
+		}
+	}
+	for _, n := range []int{0, 1, 64, 100, 4096, 5000} {
+		check(fmt.Sprintf("Append of %d bytes", n), recSize(n), func() error {
+			_, err := l.Append(make([]byte, n))
+			return err
+		})
+	}
+	batch := [][]byte{make([]byte, 10), nil, make([]byte, 300)}
+	check("AppendBatch", recSize(10)+recSize(0)+recSize(300), func() error {
+		_, err := l.AppendBatch(batch)
+		return err
+	})
 }
