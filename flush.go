@@ -130,7 +130,8 @@ func (h hw) describe() Hardware {
 // DetectHardware reports what a Log opened now would use on the persistent
 // memory paths, after the environment overrides WAL_FLUSH
 // (clwb|clflushopt|clflush), WAL_EADR (0|1), WAL_NT_THRESHOLD (bytes, or
-// "off"), WAL_PUBLISH (store|xchg) and WAL_RESERVE (biased|cas).
+// "off", or "calibrate" to measure it on this CPU), WAL_PUBLISH
+// (store|xchg) and WAL_RESERVE (biased|cas).
 func DetectHardware() (Hardware, error) {
 	h, err := resolveHW("/sys")
 	return h.describe(), err
@@ -186,10 +187,12 @@ func resolveHW(sysfs string) (hw, error) {
 	if v := os.Getenv("WAL_NT_THRESHOLD"); v != "" {
 		if strings.EqualFold(v, "off") {
 			h.ntMin = -1
+		} else if strings.EqualFold(v, "calibrate") {
+			h.ntMin = calibratedNT()
 		} else if n, err := strconv.Atoi(v); err == nil && n >= 0 {
 			h.ntMin = n
 		} else {
-			return h, fmt.Errorf("wal: WAL_NT_THRESHOLD=%q: want a byte count or off", v)
+			return h, fmt.Errorf("wal: WAL_NT_THRESHOLD=%q: want a byte count, off or calibrate", v)
 		}
 		if !ntSupported() {
 			h.ntMin = -1

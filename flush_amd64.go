@@ -97,13 +97,14 @@ func cpuVendor() string {
 }
 
 // defaultNTThreshold is the payload size from which non-temporal stores
-// beat stores plus write-back, per vendor, as measured by
-// BenchmarkPersistCopy (see README): on AMD Zen they win at every size.
+// beat stores plus write-back. On AMD it was measured here
+// (BenchmarkBarePersist, see README): they win at every size. Other
+// vendors' CPUs are measured at start-up (calibrateNT).
 func defaultNTThreshold() int {
 	if cpuVendor() == "AuthenticAMD" {
 		return 0
 	}
-	return 256
+	return calibratedNT()
 }
 
 // xxhStripesNT stores and hashes the 32-byte stripes of src[:n] in one

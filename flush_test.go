@@ -478,3 +478,42 @@ func TestPortableAppendMsyncs(t *testing.T) {
 		return err
 	})
 }
+
+// WAL_NT_THRESHOLD=calibrate measures the crossover on this CPU (as the
+// default does on CPUs other than AMD's): one of the candidate sizes, 0
+// or -1, never anything else, the same at every Open, and -1 where the
+// build has no non-temporal stores. calibrateNT runs without a fault with
+// every write-back instruction this CPU has. Which size wins is a timing,
+// reported here and measured in BenchmarkBarePersist, not asserted.
+func TestCalibrateNT(t *testing.T) {
+	valid := map[int]bool{-1: true, 0: true}
+	for _, n := range ntCandidates[1:] {
+		valid[n] = true
+	}
+	t.Setenv("WAL_NT_THRESHOLD", "calibrate")
+	root := t.TempDir()
+	h, err := resolveHW(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !valid[h.ntMin] || (!ntSupported() && h.ntMin != -1) {
+		t.Fatalf("WAL_NT_THRESHOLD=calibrate gave %d", h.ntMin)
+	}
+	if h2, err := resolveHW(root); err != nil || h2.ntMin != h.ntMin {
+		t.Fatalf("a second resolve gave %d (err %v), the first %d: calibrated once per process", h2.ntMin, err, h.ntMin)
+	}
+	t.Logf("calibrated threshold with %s: %d", flushNames[defaultFlush()], h.ntMin)
+	for _, k := range []int{flushCLWB, flushCLFLUSHOPT, flushCLFLUSH} {
+		if !flushSupported(k) {
+			continue
+		}
+		if got := calibrateNT(k); !valid[got] {
+			t.Fatalf("calibrateNT(%s) = %d", flushNames[k], got)
+		} else {
+			t.Logf("calibrateNT(%s) = %d", flushNames[k], got)
+		}
+	}
+	if got := calibrateNT(flushMsync); got != -1 {
+		t.Fatalf("calibrateNT(msync) = %d, want -1", got)
+	}
+}
