@@ -84,12 +84,7 @@ func xxhEnd(a0, a1, a2, a3 uint64, total int, tail []byte) uint64 {
 		h ^= uint64(c) * xxhP5
 		h = bits.RotateLeft64(h, 11) * xxhP1
 	}
-	h ^= h >> 33
-	h *= xxhP2
-	h ^= h >> 29
-	h *= xxhP3
-	h ^= h >> 32
-	return h
+	return xxhAvalanche(h)
 }
 
 // xxhSum is xxhash64 (seed 0) of b with its lanes in registers: no
@@ -120,19 +115,24 @@ func xxhSum32(w0, w1, w2, w3 uint64) uint64 {
 	a1 := xxhRound(p2, w1)
 	a2 := xxhRound(0, w2)
 	a3 := xxhRound(-p1, w3)
+	// The lanes merged as in xxhEnd, inline here: as a function they
+	// would not inline (cost 166), and a call is stores.
 	h := bits.RotateLeft64(a0, 1) + bits.RotateLeft64(a1, 7) +
 		bits.RotateLeft64(a2, 12) + bits.RotateLeft64(a3, 18)
 	h = xxhMerge(h, a0)
 	h = xxhMerge(h, a1)
 	h = xxhMerge(h, a2)
 	h = xxhMerge(h, a3)
-	h += 32
+	return xxhAvalanche(h + 32)
+}
+
+// xxhAvalanche is the final mix of every xxhash64.
+func xxhAvalanche(h uint64) uint64 {
 	h ^= h >> 33
 	h *= xxhP2
 	h ^= h >> 29
 	h *= xxhP3
-	h ^= h >> 32
-	return h
+	return h ^ h>>32
 }
 
 // hashStoreNT writes data to dst (8-byte aligned, inside a mapping) with
