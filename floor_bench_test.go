@@ -30,10 +30,38 @@ func BenchmarkAppendFloor(b *testing.B) {
 	for _, size := range []int{64, 256} {
 		for _, g := range []int{1, 2} {
 			b.Run(fmt.Sprintf("size=%d/goroutines=%d", size, g), func(b *testing.B) {
-				benchFloor(b, size, g, orderNone)
+				benchFloor(b, size, g, orderNone, false)
 			})
 		}
 	}
+}
+
+// BenchmarkAppendFloorReserve is BenchmarkAppendFloor with one shared word
+// instead of two: the reservation's atomic add is all the goroutines
+// share (each counts its own appends). Every design that gives each
+// append its index from one counter shares at least that much, so with
+// goroutines=2, appends/s bounds how far two cores scale such appends on
+// this machine, whatever the log's publication and bookkeeping cost.
+// clock=on reads the clock before and after each append, as
+// BenchmarkAppendParallel does for its latencies, so that its rates can
+// be set beside that benchmark's; clock=off beside BenchmarkAppend's.
+func BenchmarkAppendFloorReserve(b *testing.B) {
+	for _, size := range []int{64, 256} {
+		for _, g := range []int{1, 2} {
+			for _, clock := range []bool{false, true} {
+				b.Run(fmt.Sprintf("size=%d/goroutines=%d/clock=%s", size, g, onOff(clock)), func(b *testing.B) {
+					benchFloor(b, size, g, orderReserve, clock)
+				})
+			}
+		}
+	}
+}
+
+func onOff(on bool) string {
+	if on {
+		return "on"
+	}
+	return "off"
 }
 
 // BenchmarkAppendFloorOrdered is BenchmarkAppendFloor with the one
@@ -53,14 +81,21 @@ func BenchmarkAppendFloor(b *testing.B) {
 // finished before their turn, and those park only until they are
 // published. Set beside BenchmarkAppendFloor, it separates what in-order
 // publication costs in itself from what a wake-up per handoff costs.
+// order=spin/clock=on reads the clock around each append, as
+// BenchmarkAppendParallel does, to be set beside that benchmark.
 func BenchmarkAppendFloorOrdered(b *testing.B) {
 	for _, size := range []int{64, 256} {
 		for _, g := range []int{1, 2, 8} {
 			for _, o := range []floorOrder{orderSpin, orderPark} {
 				b.Run(fmt.Sprintf("size=%d/goroutines=%d/order=%s", size, g, o), func(b *testing.B) {
-					benchFloor(b, size, g, o)
+					benchFloor(b, size, g, o, false)
 				})
 			}
+			// With the clock read around each append, as
+			// BenchmarkAppendParallel reads it.
+			b.Run(fmt.Sprintf("size=%d/goroutines=%d/order=%s/clock=on", size, g, orderSpin), func(b *testing.B) {
+				benchFloor(b, size, g, orderSpin, true)
+			})
 		}
 	}
 }
@@ -69,13 +104,14 @@ func BenchmarkAppendFloorOrdered(b *testing.B) {
 type floorOrder int
 
 const (
-	orderNone floorOrder = iota // an atomic add, in whatever order appends finish
-	orderSpin                   // in index order, waiting by spinning
-	orderPark                   // in index order, waiting on a sync.Cond
+	orderNone    floorOrder = iota // an atomic add, in whatever order appends finish
+	orderSpin                      // in index order, waiting by spinning
+	orderPark                      // in index order, waiting on a sync.Cond
+	orderReserve                   // not shared: each goroutine counts its own
 )
 
 func (o floorOrder) String() string {
-	return [...]string{"none", "spin", "park"}[o]
+	return [...]string{"none", "spin", "park", "reserve"}[o]
 }
 
 // floorCounters are the two shared words of BenchmarkAppendFloor and
@@ -89,7 +125,9 @@ type floorCounters struct {
 	_        [56]byte
 }
 
-func benchFloor(b *testing.B, size, goroutines int, order floorOrder) {
+// benchFloor runs the floor; clock reads the clock before and after each
+// append (the result is kept, so that the reads cannot be dropped).
+func benchFloor(b *testing.B, size, goroutines int, order floorOrder, clock bool) {
 	l := benchOpen(b)
 	l.mu.Lock()
 	l.fastOff() // the floor writes past the log's tail: keep appends off it
@@ -111,16 +149,37 @@ func benchFloor(b *testing.B, size, goroutines int, order floorOrder) {
 		pubMu   sync.Mutex // orderPark
 		pubCond = sync.NewCond(&pubMu)
 	)
+	var lat [][]time.Duration // clock: as benchParallel keeps them
+	if clock {
+		lat = make([][]time.Duration, goroutines)
+		for i := range lat {
+			lat[i] = make([]time.Duration, per)
+		}
+	}
 	b.SetBytes(int64(size))
 	b.ReportAllocs()
 	b.ResetTimer()
 	begin := time.Now()
 	var wg sync.WaitGroup
-	for range goroutines {
+	for gi := range goroutines {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for range per {
+			var mine []time.Duration
+			if clock {
+				mine = lat[gi]
+			}
+			done := uint64(0) // orderReserve
+			defer func() {
+				if order == orderReserve {
+					c.publish.Add(done)
+				}
+			}()
+			for j := range per {
+				var t0 time.Time
+				if clock {
+					t0 = time.Now()
+				}
 				k := c.reserved.Add(1) - 1
 				slot := k
 				if slot >= slots { // only past the segment's end: no division on the usual path
@@ -151,6 +210,11 @@ func benchFloor(b *testing.B, size, goroutines int, order floorOrder) {
 					c.publish.Store(k + 1)
 					pubCond.Broadcast()
 					pubMu.Unlock()
+				case orderReserve:
+					done++
+				}
+				if clock {
+					mine[j] = time.Since(t0)
 				}
 				if err != nil { // published all the same, so that no later append waits for ever
 					return
