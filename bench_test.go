@@ -115,6 +115,33 @@ func BenchmarkAppendBatch(b *testing.B) {
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/record")
 }
 
+// BenchmarkAppendBatchSmall measures AppendBatch of a few 64 B records:
+// what a batch costs for each record it adds to a single Append's, and
+// the least a design that combines concurrent appends into one batch (one
+// appender writing the others' records, with one fence) would spend
+// writing them, before any cost of handing appends between goroutines.
+func BenchmarkAppendBatchSmall(b *testing.B) {
+	const size = 64
+	for _, n := range []int{1, 2, 4, 8} {
+		b.Run(fmt.Sprintf("records=%d", n), func(b *testing.B) {
+			l := benchOpen(b)
+			batch := make([][]byte, n)
+			for i := range batch {
+				batch[i] = make([]byte, size)
+			}
+			b.SetBytes(int64(n * size))
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				if _, err := l.AppendBatch(batch); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/record")
+		})
+	}
+}
+
 // BenchmarkBarePersist is the hardware floor for the bytes an Append of
 // size bytes moves (a 32-byte header and the payload, 8-byte aligned, at
 // consecutive offsets): stored into a prefaulted mapping of a /dev/shm
