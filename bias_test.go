@@ -60,8 +60,8 @@ func biasRecord(g, i int) []byte {
 	return b
 }
 
-// One appender: after an epoch of its appends, the next epochs are owned
-// by its processor and Append takes appendOne. Every record reads back
+// One appender, on one processor: after an epoch of its appends, the next
+// epochs are owned by its processor and Append takes appendOne. Every record reads back
 // as written and the counters add up. Then a Tailer follows more appends
 // and sees each one in order (appendOne wakes it); its wake-ups move the
 // appender between processors, which takes its epochs from it, so how
@@ -90,13 +90,18 @@ func TestBiasSingleAppender(t *testing.T) {
 		}
 		return owned
 	}
+	// One processor for this part: an epoch is owned only by a processor
+	// that made every reservation of the one before, and with more the
+	// runtime may move the goroutine between them (in the emulated DAX
+	// guest it did: 3322 of 12785 appends in owned epochs).
+	procs := runtime.GOMAXPROCS(1)
 	owned := appendAll(0)
+	runtime.GOMAXPROCS(procs)
 	l.mu.Lock()
 	revokes := l.fast.bias.revokes
 	l.mu.Unlock()
-	// The first epoch is never owned; the ones after it are, unless the
-	// goroutine moved to another processor.
-	if owned < fastMaxK || revokes < 1 {
+	// The first epoch is never owned; the ones after it are.
+	if owned < 2*fastMaxK || revokes < 1 {
 		t.Fatalf("%d of %d appends returned in an owned epoch, %d owned epochs closed: the bias never took", owned, n, revokes)
 	}
 	t.Logf("alone: %d of %d appends returned in an owned epoch", owned, n)
