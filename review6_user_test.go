@@ -956,9 +956,17 @@ func TestU6ConcurrentReadersTruncateBack(t *testing.T) {
 	}
 	var wg sync.WaitGroup
 	var done atomic.Bool
+	// Canceled once the appends are over: the tailer's Next returns every
+	// record still there, then context.Canceled instead of waiting. (A
+	// context canceled only when the loop below saw done could come too
+	// late: done set between that check and Next's wait left Next waiting
+	// for appends that would never come; it hung once under -race.)
+	appended, stopTail := context.WithCancel(context.Background())
+	defer stopTail()
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
+		defer stopTail()
 		defer done.Store(true)
 		for round := range 200 {
 			gen := byte(round)
@@ -996,13 +1004,8 @@ func TestU6ConcurrentReadersTruncateBack(t *testing.T) {
 		}()
 	}
 	tl := l.Tail(1)
-	for !done.Load() || tl != nil {
-		ctx, cancel := context.WithCancel(context.Background())
-		if done.Load() {
-			cancel()
-		}
-		idx, rec, err := tl.Next(ctx, nil)
-		cancel()
+	for tl != nil {
+		idx, rec, err := tl.Next(appended, nil)
 		switch {
 		case err == nil:
 			check("Tail", idx, rec)
