@@ -374,6 +374,34 @@ func TestBiasFaultingPayload(t *testing.T) {
 	defer dst.Close()
 	appendUntilOwned(t, dst)
 	t.Setenv("WAL_RESERVE", "cas")
+	appendFaultingPayload(t, dst)
+}
+
+// The same in an epoch nobody owns, where appendOne reserves with the
+// compare-and-swap after it hashed the payload (and in -race builds,
+// where no epoch is owned).
+func TestUnownedFaultingPayload(t *testing.T) {
+	t.Setenv("WAL_PERSIST", "")
+	t.Setenv("WAL_RESERVE", "cas")
+	dst, err := Open(t.TempDir(), &Options{Persist: PersistCacheFlush, SegmentSize: 64 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dst.Close()
+	if _, err := dst.Append(make([]byte, 64)); err != nil {
+		t.Fatal(err)
+	}
+	ep := dst.fast.ep.Load()
+	if ep == nil || ep.owner != 0 || !dst.hw.direct(1000) {
+		t.Skipf("no unowned epoch with non-temporal stores for 1000 bytes here (epoch %v, hardware %+v)", ep != nil, dst.Hardware())
+	}
+	appendFaultingPayload(t, dst)
+}
+
+// appendFaultingPayload appends to dst a payload that faults when read,
+// and checks that the fault comes back as ErrCorrupt.
+func appendFaultingPayload(t *testing.T, dst *Log) {
+	t.Helper()
 	src, err := Open(t.TempDir(), &Options{Persist: PersistCacheFlush, SegmentSize: 1 << 20})
 	if err != nil {
 		t.Fatal(err)
