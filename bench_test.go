@@ -98,21 +98,7 @@ func benchAppends(b *testing.B, l *Log, size int) {
 // BenchmarkAppendBatch measures one durable AppendBatch of 64 records of 64
 // bytes per operation; ns/record is reported too.
 func BenchmarkAppendBatch(b *testing.B) {
-	const n, size = 64, 64
-	l := benchOpen(b)
-	batch := make([][]byte, n)
-	for i := range batch {
-		batch[i] = make([]byte, size)
-	}
-	b.SetBytes(n * size)
-	b.ReportAllocs()
-	b.ResetTimer()
-	for b.Loop() {
-		if _, err := l.AppendBatch(batch); err != nil {
-			b.Fatal(err)
-		}
-	}
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/record")
+	benchBatch(b, 64, 64)
 }
 
 // BenchmarkAppendBatchSmall measures AppendBatch of a few 64 B records:
@@ -121,25 +107,30 @@ func BenchmarkAppendBatch(b *testing.B) {
 // appender writing the others' records, with one fence) would spend
 // writing them, before any cost of handing appends between goroutines.
 func BenchmarkAppendBatchSmall(b *testing.B) {
-	const size = 64
 	for _, n := range []int{1, 2, 4, 8} {
 		b.Run(fmt.Sprintf("records=%d", n), func(b *testing.B) {
-			l := benchOpen(b)
-			batch := make([][]byte, n)
-			for i := range batch {
-				batch[i] = make([]byte, size)
-			}
-			b.SetBytes(int64(n * size))
-			b.ReportAllocs()
-			b.ResetTimer()
-			for b.Loop() {
-				if _, err := l.AppendBatch(batch); err != nil {
-					b.Fatal(err)
-				}
-			}
-			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/record")
+			benchBatch(b, n, 64)
 		})
 	}
+}
+
+// benchBatch measures AppendBatch of n records of size bytes, and reports
+// ns/record.
+func benchBatch(b *testing.B, n, size int) {
+	l := benchOpen(b)
+	batch := make([][]byte, n)
+	for i := range batch {
+		batch[i] = make([]byte, size)
+	}
+	b.SetBytes(int64(n * size))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := l.AppendBatch(batch); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/record")
 }
 
 // BenchmarkBarePersist is the hardware floor for the bytes an Append of
