@@ -374,33 +374,44 @@ func TestBiasFaultingPayload(t *testing.T) {
 	defer dst.Close()
 	appendUntilOwned(t, dst)
 	t.Setenv("WAL_RESERVE", "cas")
-	appendFaultingPayload(t, dst)
+	appendFaultingPayload(t, dst, 1000)
 }
 
-// The same in an epoch nobody owns, where appendOne reserves with the
-// compare-and-swap after it hashed the payload (and in -race builds,
-// where no epoch is owned).
+// The same in an epoch nobody owns (as in -race builds, where none is),
+// where appendOne reserves with the compare-and-swap: a payload of up to
+// hashFirstMax bytes faults in the hash before the reservation (appendOne
+// declines, and appendFast meets the fault), a larger one in the storing
+// pass after it (appendOne's deferred recovery passes the turn on).
 func TestUnownedFaultingPayload(t *testing.T) {
-	t.Setenv("WAL_PERSIST", "")
-	t.Setenv("WAL_RESERVE", "cas")
-	dst, err := Open(t.TempDir(), &Options{Persist: PersistCacheFlush, SegmentSize: 64 << 20})
-	if err != nil {
-		t.Fatal(err)
+	for _, size := range []int{1000, hashFirstMax + 1000} {
+		t.Run(fmt.Sprintf("size=%d", size), func(t *testing.T) {
+			t.Setenv("WAL_PERSIST", "")
+			t.Setenv("WAL_RESERVE", "cas")
+			dst, err := Open(t.TempDir(), &Options{Persist: PersistCacheFlush, SegmentSize: 64 << 20})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer dst.Close()
+			if _, err := dst.Append(make([]byte, 64)); err != nil {
+				t.Fatal(err)
+			}
+			ep := dst.fast.ep.Load()
+			if ep == nil || ep.owner != 0 || !dst.hw.direct(size) || recSize(size) > ep.bound {
+				t.Skipf("no unowned epoch that takes %d bytes with non-temporal stores here (hardware %+v)", size, dst.Hardware())
+			}
+			appendFaultingPayload(t, dst, size)
+			// The turn was passed on: the log failed, and says so at once.
+			if _, err := dst.Append(make([]byte, 64)); err == nil {
+				t.Fatal("an Append after the fault succeeded; the log should have failed")
+			}
+		})
 	}
-	defer dst.Close()
-	if _, err := dst.Append(make([]byte, 64)); err != nil {
-		t.Fatal(err)
-	}
-	ep := dst.fast.ep.Load()
-	if ep == nil || ep.owner != 0 || !dst.hw.direct(1000) {
-		t.Skipf("no unowned epoch with non-temporal stores for 1000 bytes here (epoch %v, hardware %+v)", ep != nil, dst.Hardware())
-	}
-	appendFaultingPayload(t, dst)
 }
 
-// appendFaultingPayload appends to dst a payload that faults when read,
-// and checks that the fault comes back as ErrCorrupt.
-func appendFaultingPayload(t *testing.T, dst *Log) {
+// appendFaultingPayload appends to dst a payload of size bytes (at most
+// 100 KiB) that faults when read, and checks that the fault comes back as
+// ErrCorrupt.
+func appendFaultingPayload(t *testing.T, dst *Log, size int) {
 	t.Helper()
 	src, err := Open(t.TempDir(), &Options{Persist: PersistCacheFlush, SegmentSize: 1 << 20})
 	if err != nil {
@@ -417,7 +428,7 @@ func appendFaultingPayload(t *testing.T, dst *Log) {
 		if err := os.Truncate(src.segs[len(src.segs)-1].path, 4096); err != nil {
 			t.Fatal(err)
 		}
-		payload := rec[len(rec)-1000:] // <= hashFirstMax: hashed before the reservation
+		payload := rec[len(rec)-size:] // past the file's first page, which the truncation keeps
 		_, err := dst.Append(payload)
 		if !errors.Is(err, ErrCorrupt) {
 			t.Fatalf("Append of a payload that faults: %v, want ErrCorrupt", err)
